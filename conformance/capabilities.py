@@ -1,0 +1,71 @@
+"""Capability tags: what a vector needs from a backend, derived from its content.
+
+A vector's `requires` is the union of these derived tags and any explicit
+ones from its TOML. Backends declare the tags they meet (BackendInfo);
+profile, layer and VM-type tags come from their declared lists.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .model import (
+    DisableQuirk, GmemFlag, GmemPunchHole, Level, Mapping, Operation, Profile, SetMemoryAttributes,
+    Slot, Vm, op_layer,
+)
+
+# Tags a backend may provide beyond profile:/layer:/vm:, with what they mean.
+TAGS: dict[str, str] = {
+    "mmu:tdp": "the TDP MMU is on (kvm.tdp_mmu=Y)",
+    "mmu:shadow": "the TDP MMU is off: shadow MMU with rmaps",
+    "rmaps:nested": "rmaps present beside the TDP MMU (a nested shadow root exists)",
+    "smm": "a second address space (as_id 1, SMM)",
+    "tdx:gpaw48": "a TDX VM with a 48-bit guest physical address width",
+    "huge:2M": "2 MiB leaf mappings",
+    "huge:1G": "1 GiB leaf mappings",
+    "invalid_roots": "mappings in roots already marked invalid",
+    "private_slot": "a private-capable memslot (KVM_MEM_PRIVATE / KVM_MEM_GUEST_MEMFD)",
+    "gmem:MMAP": "guest_memfd created with GUEST_MEMFD_FLAG_MMAP",
+    "gmem:INIT_SHARED": "guest_memfd created with GUEST_MEMFD_FLAG_INIT_SHARED",
+    "gmem:punch_hole": "fallocate(PUNCH_HOLE) on the private backing store",
+    "memory_attributes": "changing memory attributes (KVM_SET_MEMORY_ATTRIBUTES / ENCRYPT_REG_REGION)",
+    "quirk:SLOT_ZAP_ALL": "disabling KVM_X86_QUIRK_SLOT_ZAP_ALL (KVM_CAP_DISABLE_QUIRKS2)",
+    "dirty_logging": "a memslot with KVM_MEM_LOG_DIRTY_PAGES",
+    "readonly_slot": "a memslot with KVM_MEM_READONLY",
+}
+
+
+def known(tag: str) -> bool:
+    head = tag.split(":", 1)[0]
+    return tag in TAGS or head in {"profile", "layer", "vm"}
+
+
+def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iterable[Operation]) -> frozenset[str]:
+    """The tags a vector's content implies; nothing here depends on a backend."""
+    slots, mappings, ops = tuple(slots), tuple(mappings), tuple(ops)
+    tags = {f"vm:{vm.type.value}", "mmu:tdp" if vm.tdp_mmu else "mmu:shadow"}
+    tags |= {f"layer:{op_layer(op).value}" for op in ops}
+    if vm.tdp_mmu and vm.rmaps:
+        tags.add("rmaps:nested")
+    if vm.mirror and vm.gpaw == 48:
+        tags.add("tdx:gpaw48")
+    if not vm.slot_zap_all or any(isinstance(op, DisableQuirk) for op in ops):
+        tags.add("quirk:SLOT_ZAP_ALL")
+    for slot in slots:
+        tags |= {"smm"} if slot.as_id == 1 else set()
+        tags |= {"private_slot"} if slot.private else set()
+        tags |= {"dirty_logging"} if slot.log_dirty else set()
+        tags |= {"readonly_slot"} if slot.readonly else set()
+        tags |= {f"gmem:{f.value}" for f in slot.gmem_flags}
+    for m in mappings:
+        tags |= {"huge:2M"} if m.level is Level.L2M else set()
+        tags |= {"huge:1G"} if m.level is Level.L1G else set()
+        tags |= {"invalid_roots"} if m.invalid else set()
+    tags |= {"gmem:punch_hole" for op in ops if isinstance(op, GmemPunchHole)}
+    tags |= {"memory_attributes" for op in ops if isinstance(op, SetMemoryAttributes)}
+    return frozenset(tags)
+
+
+def everything(profiles: Iterable[Profile] = tuple(Profile)) -> frozenset[str]:
+    """All non-structural tags: what a complete model backend provides."""
+    del profiles  # the same tag vocabulary serves both profiles
+    return frozenset(TAGS) | frozenset(f"gmem:{f.value}" for f in GmemFlag)

@@ -1,0 +1,86 @@
+"""`python -m conformance` / `conformance`: inspect backends and vector files."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .contract import BackendInfo
+from .load import LoadError, load_file
+from .registry import discover
+
+
+def describe(info: BackendInfo) -> list[str]:
+    status = f"unavailable: {info.unavailable}" if info.unavailable else "available"
+    lines = [f"{info.name} {info.version}: {status}",
+             "  profiles:    " + ", ".join(sorted(p.value for p in info.profiles)),
+             "  layers:      " + ", ".join(sorted(l.value for l in info.layers)),
+             "  VM types:    " + ", ".join(sorted(t.value for t in info.vm_types)),
+             "  observables: " + ", ".join(sorted(o.value for o in info.observables)),
+             "  capabilities: " + (", ".join(sorted(info.capabilities)) or "none")]
+    lines += [f"  missing {tag}: {why}" for tag, why in sorted(info.explanations.items())]
+    lines += [f"  {key}: {value}" for key, value in sorted(info.details.items())]
+    return lines
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    registry = discover()
+    for _, backend in sorted(registry.backends.items()):
+        print("\n".join(describe(backend.info)))
+    for error in registry.errors:
+        print(f"plugin error: {error.source}: {error.message}")
+    if not registry.backends:
+        print("no backends registered")
+    return 0
+
+
+def suite_files(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        found = sorted(path.rglob("*.toml")) if path.is_dir() else [path]
+        files += [f for f in found if f.name != "flags.toml"]
+    return files
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    bad = 0
+    total = 0
+    for path in suite_files(args.paths):
+        try:
+            total += len(load_file(path).vectors)
+        except LoadError as err:
+            bad += 1
+            print(err)
+    print(f"{total} vectors loaded, {bad} file(s) with errors")
+    return 1 if bad else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for path in suite_files(args.paths):
+        try:
+            vectors = load_file(path).vectors
+        except LoadError as err:
+            print(err)
+            continue
+        for v in vectors:
+            print(f"{v.id}  [{','.join(sorted(p.value for p in v.profiles))}]  {v.description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="each registered backend, what it supports or why it cannot run"
+                   ).set_defaults(func=cmd_backends)
+    for name, func, text in (("validate", cmd_validate, "load vector files and report errors"),
+                             ("list", cmd_list, "list vectors with their profiles")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("paths", nargs="*", default=["suites"])
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

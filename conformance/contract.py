@@ -1,0 +1,54 @@
+"""What a backend declares and what it must do. Backends never see TOML."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Protocol, runtime_checkable
+
+from .model import Layer, Observable, Observation, Profile, Vector, VmType
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    version: str
+    profiles: frozenset[Profile]
+    layers: frozenset[Layer]
+    vm_types: frozenset[VmType]
+    observables: frozenset[Observable]
+    capabilities: frozenset[str] = frozenset()  # further capability tags (see docs/vectors.md)
+    unavailable: Optional[str] = None  # why the backend cannot run at all
+    explanations: Mapping[str, str] = field(default_factory=dict)  # tag -> why it is missing
+    details: Mapping[str, str] = field(default_factory=dict)  # probed facts shown by `conformance backends`
+
+    def provides(self) -> frozenset[str]:
+        """Every capability tag this backend meets, in the vectors' vocabulary."""
+        return (
+            frozenset(f"profile:{p.value}" for p in self.profiles)
+            | frozenset(f"layer:{l.value}" for l in self.layers)
+            | frozenset(f"vm:{t.value}" for t in self.vm_types)
+            | self.capabilities
+        )
+
+    def unmet(self, requires: frozenset[str]) -> list[str]:
+        """The requirements this backend does not meet, each with its reason."""
+        if self.unavailable:
+            return [f"backend {self.name} unavailable: {self.unavailable}"]
+        have = self.provides()
+        return [
+            f"{tag}: {self.explanations.get(tag, f'not provided by backend {self.name}')}"
+            for tag in sorted(requires - have)
+        ]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    info: BackendInfo
+
+    def run(self, vector: Vector, profile: Profile) -> Observation:
+        """Build the vector's initial state, perform its steps, observe.
+
+        Return one Observables per step; leave an observable None when it
+        cannot be seen. Raise on internal failure: the runner turns it into
+        that item's error.
+        """
+        ...

@@ -1,0 +1,29 @@
+"""The backend contract, as pluggy hooks under the project marker `conformance`.
+
+A backend plugin is any module (or object) with a `conformance_backend`
+hookimpl, registered through the entry-point group ENTRY_POINT_GROUP.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .contract import Backend
+
+PROJECT = "conformance"
+ENTRY_POINT_GROUP = "kvm_mmu_conformance.backends"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def conformance_backend() -> Optional["Backend"]:
+    """Return this plugin's backend object (see conformance.contract.Backend).
+
+    Called once per process. Probing belongs in here or in the backend's
+    constructor; a backend that cannot run returns itself with
+    `info.unavailable` set to the reason rather than raising.
+    """

@@ -1,0 +1,58 @@
+"""Compare an observation with a vector's expectations; never calls a backend."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from .model import ERRNO_NAMES, Mapping, Observable, Observation, Vector, op_name
+
+ERRNO_LABELS = {number: name for name, number in ERRNO_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    diffs: tuple[str, ...]  # readable expected-vs-observed lines
+    ignored: tuple[str, ...]  # asserted observables this backend cannot see
+
+
+def judge(vector: Vector, observation: Observation, observable: frozenset[Observable]) -> Verdict:
+    if len(observation.steps) != len(vector.steps):
+        return Verdict(False, (f"backend returned {len(observation.steps)} step observations "
+                               f"for {len(vector.steps)} steps",), ())
+    diffs: list[str] = []
+    ignored: list[str] = []
+    for number, (step, seen) in enumerate(zip(vector.steps, observation.steps), start=1):
+        label = f"step {number} ({op_name(step.op)}, line {step.line})"
+        for what in step.expect.asserted():
+            got = getattr(seen, what.value)
+            if what not in observable or got is None:
+                ignored.append(f"{label}: {what.value}")
+                continue
+            diffs.extend(f"{label}: {line}" if i == 0 else line
+                         for i, line in enumerate(compare(what, getattr(step.expect, what.value), got)))
+    return Verdict(not diffs, tuple(diffs), tuple(ignored))
+
+
+def compare(what: Observable, expected: object, observed: object) -> list[str]:
+    if expected == observed:
+        return []
+    if what is Observable.MAPPINGS:
+        return mapping_diff(expected, observed)  # type: ignore[arg-type]
+    return [f"{what.value}: expected {show(what, expected)}, observed {show(what, observed)}"]
+
+
+def show(what: Observable, value: object) -> str:
+    if what is Observable.ERRNO:
+        return ERRNO_LABELS.get(value, str(value))  # type: ignore[arg-type]
+    if what is Observable.WARNS:
+        return "[" + ", ".join(sorted(w.value for w in value)) + "]"  # type: ignore[attr-defined]
+    if isinstance(value, bool):
+        return str(value).lower()
+    return getattr(value, "value", str(value))
+
+
+def mapping_diff(expected: frozenset[Mapping], observed: frozenset[Mapping]) -> list[str]:
+    lines = ["mappings differ (- expected but absent, + present but not expected)"]
+    lines += [f"    - {m.describe()}" for m in sorted(expected - observed)]
+    lines += [f"    + {m.describe()}" for m in sorted(observed - expected)]
+    return lines
+

@@ -1,0 +1,290 @@
+"""The loader: the documented example, malformed files, registry and line index."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conformance.lines import LineIndex, render
+from conformance.load import LoadError, SuiteFile, load_file, load_flags
+from conformance.model import (
+    MEMORY_ATTRIBUTE_PRIVATE, Decision, Kind, Level, Mapping, MemslotDelete, MmuNotifierInvalidate, Profile, Root,
+    SetMemoryAttributes, Slot, UnmapGfnRange, Vm, VmType,
+)
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+EXAMPLE = HERE / "data" / "example.toml"
+MALFORMED = HERE / "malformed"
+TDX_SHARED = 1 << 39
+
+# filename -> (line, key path, substring of the message)
+EXPECTED: dict[str, tuple[int, str, str]] = {
+    "syntax_error.toml": (3, "<toml>", "Illegal character"),
+    "missing_suite.toml": (0, "suite", "missing required key"),
+    "bad_format.toml": (2, "suite.format", "unsupported format 2"),
+    "unknown_top_key.toml": (5, "vectors", "allowed keys: suite, vector, table"),
+    "unknown_vector_key.toml": (10, "vector[0].name", "unknown key 'name'; allowed keys: id, description"),
+    "missing_id.toml": (5, "vector[0].id", "missing required key"),
+    "bad_id.toml": (6, "vector[0].id", "bad id 'Bad Id'"),
+    "duplicate_id.toml": (14, "vector[1].id", "duplicate id 'same' (first used at line 5)"),
+    "string_for_int.toml": (15, "vector[0].slot[0].base_gfn", "expected an integer, got string '0x100'"),
+    "int_for_bool.toml": (14, "vector[0].vm.tdp_mmu", "expected a boolean (true/false), got integer 1"),
+    "bool_as_int.toml": (16, "vector[0].slot[0].npages", "expected an integer, got boolean true"),
+    "unknown_profile.toml": (8, "vector[0].profiles[1]", "unknown Profile 'tdx-v11'; allowed: tdx-v10, mainline"),
+    "empty_profiles.toml": (8, "vector[0].profiles", "at least one profile"),
+    "unknown_flag.toml": (9, "vector[0].flags[1]", "unknown flag 'no-such-flag'"),
+    "vm_not_in_profile.toml": (13, "vector[0].vm.type", "SNP does not exist in profile tdx-v10; allowed: DEFAULT, TDX"),
+    "tdx_without_tdp.toml": (14, "vector[0].vm.tdp_mmu", "TDX VMs require tdp_mmu = true"),
+    "tdp_off_without_rmaps.toml": (15, "vector[0].vm.rmaps", "tdp_mmu = false requires rmaps = true"),
+    "gpaw_non_tdx.toml": (15, "vector[0].vm.gpaw", "only meaningful for TDX"),
+    "bad_gpaw.toml": (15, "vector[0].vm.gpaw", "gpaw must be 48 or 52, got 50"),
+    "overlapping_slots.toml": (20, "vector[0].slot[1].base_gfn",
+                               "slot 2 [0x100, 0x300) overlaps slot 1 [0x200, 0x400) in as_id 0"),
+    "slot_beyond_gfn_space.toml": (16, "vector[0].slot[0].npages", "beyond the 40-bit GFN space"),
+    "slot_tdx_alias.toml": (16, "vector[0].slot[0].npages", "slot covers the TDX shared-bit alias"),
+    "as_id1_private_vm.toml": (15, "vector[0].slot[0].as_id", "as_id 1 needs a VM without private memory"),
+    "private_slot_dirty_log.toml": (17, "vector[0].slot[0].flags", "cannot have LOG_DIRTY_PAGES"),
+    "misaligned_2m.toml": (17, "vector[0].initial.mappings[1].gfn", "misaligned: gfn 0x500"),
+    "mapping_outside_slot.toml": (17, "vector[0].initial.mappings[1].gfn", "mapping outside any slot"),
+    "mirror_non_tdx.toml": (16, "vector[0].initial.mappings[0].root", "mirror roots only exist in TDX VMs"),
+    "huge_mirror.toml": (17, "vector[0].initial.mappings[1].level", "mirror mappings must be 4K, got 2M"),
+    "tdx_direct_no_shared_bit.toml": (17, "vector[0].initial.mappings[1].gfn", "lacks the shared bit 0x8000000000"),
+    "kind_required.toml": (17, "vector[0].initial.mappings[1].kind", "kind required"),
+    "overlapping_leaves.toml": (18, "vector[0].initial.mappings[2].gfn",
+                                "gfn=0x210 4K shared overlaps as0 direct gfn=0x200 2M"),
+    "unknown_op.toml": (13, "vector[0].step[0].op", "unknown op 'zap_everything'; allowed: unmap_gfn_range"),
+    "unknown_op_param.toml": (14, "vector[0].step[0].slot", "unknown key 'slot'; allowed keys: op, expect"),
+    "missing_op_param.toml": (15, "vector[0].step[1].end", "missing required key"),
+    "v10_param_in_mainline.toml": (19, "vector[0].step[0].range_flags", "range_flags is tdx-v10-only"),
+    "v10_quirk.toml": (13, "vector[0].step[0].op", "disable_quirk is mainline-only"),
+    "unmap_outside_slot.toml": (17, "vector[0].step[0].end", "of slot 0 [0, 0x1000)"),
+    "punch_hole_shared_slot.toml": (15, "vector[0].step[0].slot", "gmem_punch_hole needs a private slot"),
+    "deleted_slot.toml": (19, "vector[0].step[1].slot", "slot 0 does not exist at this step"),
+    "decision_on_event.toml": (19, "vector[0].step[0].expect.decision", "only observable for call-layer ops"),
+    "errno_on_call.toml": (14, "vector[0].step[0].expect.errno", "only observable for event-layer ops"),
+    "unknown_warn.toml": (18, "vector[0].step[0].expect.warns[1]", "unknown WarnSite 'kvm_zap_gfn_ranges'"),
+    "unknown_requires.toml": (10, "vector[0].requires[1]", "unknown capability tag 'huge:512G'"),
+    "table_unknown_column.toml": (11, "table[0].columns[8]", "unknown column 'errno'; allowed for zap_gfn_range: vm"),
+    "table_missing_column.toml": (11, "table[0].columns", "missing column 'attr_filter'"),
+    "table_row_length.toml": (14, "table[0].rows[1]", "table 't' row 1: has 7 cells but columns lists 8"),
+    "table_bad_cell.toml": (15, "table[0].rows[2].present", "table 't' row 2: column present: unknown present 'all'"),
+    "table_duplicate_row.toml": (15, "table[0].rows[2]", "duplicate row: same inputs as row 0"),
+    "table_invalid_row_state.toml": (14, "table[0].rows[1].rmaps", "table 't' row 1: TDX VMs require rmaps = false"),
+    "badregistry/uses_bad_registry.toml": (8, "flags.broken.bug_class", "unknown bug_class 'crash'; allowed: basic"),
+}
+
+
+def _docs_example() -> str:
+    text = (ROOT / "docs" / "vectors.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- example: tests/data/example.toml -->\n```toml\n(.*?)```", text, re.S)
+    assert match, "docs/vectors.md lost its example block"
+    return match.group(1)
+
+
+def _load_error(path: Path) -> LoadError:
+    with pytest.raises(LoadError) as info:
+        load_file(path)
+    return info.value
+
+
+# ---------------------------------------------------------------- the documented example
+
+
+@pytest.fixture(scope="module")
+def example() -> SuiteFile:
+    return load_file(EXAMPLE)
+
+
+def test_docs_example_is_the_test_copy():
+    assert _docs_example() == EXAMPLE.read_text(encoding="utf-8")
+
+
+def test_example_suite(example):
+    assert example.path == str(EXAMPLE)
+    assert example.description == "Worked example from docs/vectors.md"
+    assert [v.id for v in example.vectors] == [
+        "example::tdx-notifier-keeps-private",
+        "example::smm-notifier-as1-only",
+        "example::v10-unmap::TDX-tdp_mmu-no_rmaps-slot_private-0-none-no_flush_in-both",
+        "example::v10-unmap::TDX-tdp_mmu-no_rmaps-slot_private-SET_MEM_ATTR-SHARED-no_flush_in-both",
+        "example::v10-unmap::DEFAULT-no_tdp_mmu-rmaps-no_slot_private-0-none-no_flush_in-shared",
+    ]
+    assert [v.line for v in example.vectors] == [18, 66, 131, 132, 133]
+    assert all(v.path == str(EXAMPLE) for v in example.vectors)
+
+
+def test_example_tdx_vector(example):
+    vector = example.vectors[0]
+    assert vector.description == "An mmu notifier invalidation zaps shared aliases and keeps private leaves"
+    assert vector.profiles == {Profile.TDX_V10}
+    assert [f.name for f in vector.flags] == ["doc-example"]
+    flag = vector.flags[0]
+    assert flag.bug_class == "basic"
+    assert flag.kernel == ("kvm_unmap_gfn_range", "kvm_tdp_mmu_unmap_gfn_range")
+    assert flag.links == ("https://docs.kernel.org/virt/kvm/x86/mmu.html",)
+    state = vector.state
+    assert state.vm == Vm(VmType.TDX, tdp_mmu=True, rmaps=False, gpaw=52, slot_zap_all=True)
+    assert state.slots == (Slot(id=1, base_gfn=0x200, npages=0x400, private=True),)
+    assert state.private_ranges == ((0x400, 0x480),)
+    mirror = {Mapping(0, Root.MIRROR, g, Level.L4K, Kind.PRIVATE) for g in (0x400, 0x401)}
+    assert state.mappings == mirror | {
+        Mapping(0, Root.DIRECT, TDX_SHARED | 0x200, Level.L2M, Kind.SHARED),
+        Mapping(0, Root.DIRECT, TDX_SHARED | 0x480, Level.L4K, Kind.SHARED),
+    }
+    unmap, delete = vector.steps
+    assert unmap.op == UnmapGfnRange(slot=1, start=0x200, end=0x600)
+    assert unmap.line == 44
+    assert unmap.expect.mappings == mirror
+    assert (unmap.expect.flush, unmap.expect.decision, unmap.expect.warns) == (True, Decision.SHARED, frozenset())
+    assert unmap.expect.errno is None
+    assert delete.op == MemslotDelete(1) and delete.line == 61
+    assert delete.expect.errno == 0 and delete.expect.asserted() == ("errno",)
+    assert vector.requires == {"vm:TDX", "mmu:tdp", "layer:call", "layer:event", "huge:2M", "private_slot"}
+
+
+def test_example_smm_vector(example):
+    vector = example.vectors[1]
+    assert vector.profiles == {Profile.MAINLINE}
+    assert vector.state.vm == Vm(VmType.DEFAULT, tdp_mmu=False, rmaps=True)
+    assert [s.as_id for s in vector.state.slots] == [0, 1]
+    assert vector.state.private_ranges == ()
+    assert all(m.kind is Kind.SHARED and m.root is Root.SHADOW for m in vector.state.mappings)
+    notifier, attrs, delete = vector.steps
+    assert notifier.op == MmuNotifierInvalidate(as_id=1, start=0, end=0x400)
+    assert notifier.expect.mappings == {Mapping(0, Root.SHADOW, 0x10, Level.L4K, Kind.SHARED)}
+    assert attrs.op == SetMemoryAttributes(address=0, size=0x1000000, attributes=MEMORY_ATTRIBUTE_PRIVATE)
+    assert attrs.expect.errno == 22
+    assert delete.expect.mappings == frozenset() and delete.expect.flush is None
+    assert {"smm", "mmu:shadow", "memory_attributes", "layer:event"} <= vector.requires
+    assert "layer:call" not in vector.requires
+
+
+def test_example_table_rows(example):
+    rows = example.vectors[2:]
+    assert all(v.profiles == {Profile.TDX_V10} and len(v.steps) == 1 for v in rows)
+    assert rows[1].steps[0].op.attr == 1 and rows[1].steps[0].expect.decision is Decision.PRIVATE
+    assert rows[0].description.startswith("tdx-v10 kvm_unmap_gfn_range on the standard fixture: TDX-")
+    assert rows[2].state.vm == Vm(VmType.DEFAULT, tdp_mmu=False, rmaps=True)
+
+
+# ---------------------------------------------------------------- malformed files
+
+
+def test_every_malformed_file_has_an_expectation():
+    files = {p.relative_to(MALFORMED).as_posix() for p in MALFORMED.rglob("*.toml") if p.name != "flags.toml"}
+    assert files == set(EXPECTED)
+    assert len(EXPECTED) >= 30
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_malformed(name):
+    line, key, substring = EXPECTED[name]
+    err = _load_error(MALFORMED / name)
+    assert (err.line, err.key) == (line, key), str(err)
+    assert substring in err.message, str(err)
+    assert str(err) == f"{err.path}:{err.line}: {err.key}: {err.message}"
+
+
+def test_registry_error_names_the_registry():
+    err = _load_error(MALFORMED / "badregistry" / "uses_bad_registry.toml")
+    assert Path(err.path).resolve() == (MALFORMED / "badregistry" / "flags.toml").resolve()
+
+
+def test_flags_toml_is_not_a_vector_file():
+    err = _load_error(MALFORMED / "flags.toml")
+    assert "flag registry" in err.message
+
+
+def test_missing_file():
+    err = _load_error(MALFORMED / "no-such-file.toml")
+    assert (err.line, err.key) == (0, "<file>")
+
+
+# ---------------------------------------------------------------- flag registry
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+SUITE_WITH_LOCAL_FLAG = """\
+[suite]
+format = 1
+description = "local flags"
+
+[suite.flags.local-one]
+description = "a local flag"
+bug_class = "warn"
+kernel = []
+"""
+
+
+def test_load_flags_walks_up_and_merges(tmp_path):
+    _write(tmp_path / "flags.toml", (ROOT / "suites" / "flags.toml").read_text())
+    suite = _write(tmp_path / "a" / "b" / "s.toml", SUITE_WITH_LOCAL_FLAG)
+    flags = load_flags(suite)
+    assert "v10-bug-a-lost-flush" in flags and flags["v10-bug-a-lost-flush"].bug_class == "lost-flush"
+    assert flags["local-one"].bug_class == "warn" and flags["local-one"].kernel == ()
+    registry = load_flags(ROOT / "suites" / "flags.toml")
+    assert set(flags) == set(registry) | {"local-one"}
+
+
+def test_seed_registry_has_the_flags_the_brief_names(tmp_path):
+    suite = _write(tmp_path / "s.toml", "[suite]\nformat = 1\ndescription = 'x'\n")
+    _write(tmp_path / "flags.toml", (ROOT / "suites" / "flags.toml").read_text())
+    assert {"basic", "huge-leaf-partial", "tdx-alias", "v10-bug-a-lost-flush", "v10-bug-b-uninit-zap-private",
+            "v10-bug-c-memtype-zaps-private", "rmap-ignores-filter", "slot-zap-all-quirk"} <= set(load_flags(suite))
+
+
+def test_local_flag_cannot_redefine_registry_flag(tmp_path):
+    _write(tmp_path / "flags.toml", "[flags.local-one]\ndescription = 'x'\nbug_class = 'basic'\nkernel = []\n")
+    suite = _write(tmp_path / "s.toml", SUITE_WITH_LOCAL_FLAG)
+    with pytest.raises(LoadError) as info:
+        load_flags(suite)
+    assert info.value.line == 5 and "already defined" in info.value.message
+
+
+# ---------------------------------------------------------------- line index
+
+
+def test_line_index_paths():
+    text = """\
+top = 1
+[[vector]]
+"quoted.key" = 2
+vm.type = "TDX"   # dotted
+[[vector.step]]
+s = '''
+[[vector]]
+'''
+[[vector.step]]
+[vector.step.expect]
+mappings = [
+  { gfn = 1 },  # ] in a comment
+  "a, [b", { gfn = 2,
+    level = "4K" },
+]
+[[vector]]
+[[vector.step]]
+"""
+    index = LineIndex(text)
+    assert index.line(("top",)) == 1
+    assert index.line(("vector", 0, "quoted.key")) == 3
+    assert index.line(("vector", 0, "vm", "type")) == 4
+    assert index.line(("vector", 0, "vm")) == 4
+    assert index.line(("vector", 0, "step", 1)) == 9
+    assert index.line(("vector", 0, "step", 1, "expect", "mappings", 0, "gfn")) == 12
+    assert index.line(("vector", 0, "step", 1, "expect", "mappings", 1)) == 13
+    assert index.line(("vector", 0, "step", 1, "expect", "mappings", 2, "level")) == 13
+    assert index.line(("vector", 1)) == 16
+    assert index.line(("vector", 1, "step", 0, "op")) == 17
+    assert index.line(("nowhere",)) == 0
+
+
+def test_render():
+    assert render(("vector", 2, "step", 0, "expect", "mappings", 3, "level")) == \
+        "vector[2].step[0].expect.mappings[3].level"

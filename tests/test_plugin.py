@@ -1,0 +1,232 @@
+"""The plugin machinery, end to end: pytest runs in a subprocess on a scratch
+project whose backends register through the real entry-point mechanism."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+VECTOR = textwrap.dedent('''\
+    [suite]
+    format = 1
+    description = "scratch suite"
+
+    [[vector]]
+    id = "tdx-notifier"
+    description = "TDX notifier keeps the mirror"
+    profiles = ["mainline"]
+    flags = ["basic"]
+
+    [vector.vm]
+    type = "TDX"
+    tdp_mmu = true
+
+    [[vector.slot]]
+    id = 1
+    base_gfn = 0x200
+    npages = 0x400
+    flags = ["GUEST_MEMFD"]
+
+    [vector.initial]
+    mappings = [
+      { root = "direct", gfn = 0x8000000200, level = "2M" },
+      { root = "mirror", gfn = 0x300, level = "4K" },
+    ]
+
+    [[vector.step]]
+    op = "unmap_gfn_range"
+    slot = 1
+    start = 0x200
+    end = 0x600
+    attr_filter = ["SHARED"]
+
+    [vector.step.expect]
+    mappings = [
+      { root = "mirror", gfn = 0x300, level = "4K" },
+    ]
+    flush = true
+    decision = "shared"
+    warns = []
+    ''')
+
+FLAGS = textwrap.dedent('''\
+    [flags.basic]
+    description = "plain behaviour"
+    bug_class = "basic"
+    kernel = ["kvm_unmap_gfn_range"]
+    ''')
+
+# Vendor backends shaped like a third party's plugin module.
+VENDOR = textwrap.dedent('''\
+    import time
+    from dataclasses import replace
+    from conformance.contract import BackendInfo
+    from conformance.hookspecs import hookimpl
+    from conformance.model import Layer, Observable, Profile, VmType
+    from conformance_reference.plugin import ReferenceBackend
+
+    MODE = "{mode}"
+
+    class Vendor(ReferenceBackend):
+        info = BackendInfo(
+            name="acme", version="9.9", profiles=frozenset(Profile), layers=frozenset(Layer),
+            vm_types=frozenset(VmType),
+            observables=frozenset(Observable) - ({{Observable.DECISION}} if MODE == "blind" else set()),
+            capabilities=ReferenceBackend.info.capabilities - ({{"mmu:tdp"}} if MODE == "no-tdp" else set()),
+            explanations={{"mmu:tdp": "acme silicon has no TDP"}} if MODE == "no-tdp" else {{}})
+
+        def run(self, vector, profile):
+            if MODE == "crash":
+                raise RuntimeError("acme firmware fell over")
+            if MODE == "hang":
+                time.sleep(30)
+            observation = super().run(vector, profile)
+            if MODE == "drops-flush":
+                steps = tuple(replace(s, flush=False) for s in observation.steps)
+                observation = replace(observation, steps=steps)
+            return observation
+
+    @hookimpl
+    def conformance_backend():
+        return Vendor()
+    ''')
+
+
+def scratch_project(tmp_path: Path, mode: str, extra_files: dict[str, str] | None = None) -> dict[str, str]:
+    """A directory with suites/ and a vendor distribution on PYTHONPATH."""
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "flags.toml").write_text(FLAGS)
+    (tmp_path / "suites" / "scratch.toml").write_text(VECTOR)
+    for name, text in (extra_files or {}).items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "acme_backend.py").write_text(VENDOR.format(mode=mode))
+    dist = site / "acme_mmu-9.9.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-mmu\nVersion: 9.9\n")
+    (dist / "entry_points.txt").write_text("[kvm_mmu_conformance.backends]\nacme = acme_backend\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)]
+                                        + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def run_pytest(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_vendor_backend_is_discovered_and_run(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok")
+    out = run_pytest(tmp_path, env, "suites", "--backend", "acme", "--backend", "reference")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "PASSED suites/scratch.toml::tdx-notifier[acme:mainline]" in out.stdout
+    assert "PASSED suites/scratch.toml::tdx-notifier[reference:mainline]" in out.stdout
+    assert "conformance matrix (backend x result)" in out.stdout
+    assert "acme 9.9" in out.stdout
+
+
+def test_failure_shows_diff_and_rerun_command(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "drops-flush")
+    out = run_pytest(tmp_path, env, "suites", "--backend", "acme")
+    assert out.returncode == 1
+    assert "flush: expected true, observed false" in out.stdout
+    assert "re-run: python -m pytest -p no:xdist 'suites/scratch.toml::tdx-notifier[acme:mainline]'" in out.stdout
+    assert "suites/scratch.toml:5" in out.stdout  # the vector's line
+
+
+def test_crashing_backend_fails_only_its_items(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "crash")
+    out = run_pytest(tmp_path, env, "suites", "--backend", "acme", "--backend", "reference")
+    assert out.returncode == 1
+    assert "backend acme raised RuntimeError: acme firmware fell over" in out.stdout
+    assert "PASSED suites/scratch.toml::tdx-notifier[reference:mainline]" in out.stdout
+
+
+def test_hanging_backend_times_out(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "hang")
+    out = run_pytest(tmp_path, env, "suites", "--backend", "acme", "--conformance-timeout", "0.5")
+    assert out.returncode == 1
+    assert "BackendTimeout" in out.stdout
+
+
+def test_unmet_requirement_skips_with_reason(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "no-tdp")
+    out = run_pytest(tmp_path, env, "suites", "--backend", "acme")
+    assert out.returncode == 0
+    assert "unmet: mmu:tdp: acme silicon has no TDP" in out.stdout
+
+
+def test_unobservable_is_ignored_visibly(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "blind")
+    report = tmp_path / "out.json"
+    out = run_pytest(tmp_path, env, "suites", "--backend", "acme", "--conformance-json", str(report))
+    assert out.returncode == 0, out.stdout
+    assert "ignored on acme/mainline: decision in 1 item(s)" in out.stdout
+    assert "cannot observe: step 1 (unmap_gfn_range, line 27): decision" in out.stdout
+    [result] = json.loads(report.read_text())
+    assert result["outcome"] == "passed" and result["ignored"] == ["step 1 (unmap_gfn_range, line 27): decision"]
+
+
+def test_bad_file_is_one_collection_error_and_the_rest_runs(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok", {"suites/broken.toml": VECTOR.replace('type = "TDX"', 'type = "TDZ"')})
+    out = run_pytest(tmp_path, env, "suites", "--backend", "reference")
+    assert out.returncode != 0
+    assert "suites/broken.toml:12: vector[0].vm.type" in out.stdout
+    assert "PASSED suites/scratch.toml::tdx-notifier[reference:mainline]" in out.stdout
+    assert "vector file not loaded: suites/broken.toml" in out.stdout
+
+
+def test_xdist_collects_the_same_items(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok")
+    out = run_pytest(tmp_path, env, "suites", "-n", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 passed" in out.stdout
+    assert re.search(r"^acme +mainline +1 +0 +0 +0 +0$", out.stdout, re.M), out.stdout
+
+
+def test_import_error_in_a_vendor_plugin_is_reported(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok")
+    (tmp_path / "site" / "acme_backend.py").write_text("raise ImportError('no acme driver')\n")
+    out = run_pytest(tmp_path, env, "suites")
+    assert out.returncode == 0, out.stdout
+    assert "conformance plugin error: entry point acme = acme_backend: ImportError: no acme driver" in out.stdout
+
+
+def test_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok")
+    out = run_pytest(tmp_path, env, "suites", "--backend", "nope")
+    assert out.returncode == 4
+    assert "unknown backend(s) nope; registered: acme, reference" in out.stderr
+
+
+def test_cli_lists_backends(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "no-tdp")
+    out = subprocess.run([sys.executable, "-m", "conformance", "backends"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert "acme 9.9: available" in out.stdout
+    assert "missing mmu:tdp: acme silicon has no TDP" in out.stdout
+    assert "reference 0.1.0: available" in out.stdout
+    assert "profiles:    mainline, tdx-v10" in out.stdout
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_cli_validate(tmp_path: Path, good: bool) -> None:
+    env = scratch_project(tmp_path, "ok")
+    if not good:
+        (tmp_path / "suites" / "scratch.toml").write_text(VECTOR.replace("npages = 0x400", "npages = 0"))
+    out = subprocess.run([sys.executable, "-m", "conformance", "validate", "suites"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == (0 if good else 1)
+    assert ("1 vectors loaded, 0 file(s)" if good else "suites/scratch.toml:18: vector[0].slot[0].npages: 0 is below the minimum 1") in out.stdout
