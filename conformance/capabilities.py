@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Iterable
 
 from .model import (
-    DisableQuirk, GmemFlag, GmemPunchHole, Level, Mapping, Operation, Profile, SetMemoryAttributes,
-    Slot, Vm, op_layer,
+    DisableQuirk, GmemFlag, GmemPunchHole, Layer, Level, Mapping, Operation, Profile, SetMemoryAttributes,
+    Slot, Vm, VmType, op_layer,
 )
 
 # Tags a backend may provide beyond profile:/layer:/vm:, with what they mean.
@@ -35,8 +35,9 @@ TAGS: dict[str, str] = {
 
 
 def known(tag: str) -> bool:
-    head = tag.split(":", 1)[0]
-    return tag in TAGS or head in {"profile", "layer", "vm"}
+    head, _, value = tag.partition(":")
+    structural = {"profile": Profile, "layer": Layer, "vm": VmType}
+    return tag in TAGS or head in structural and value in {m.value for m in structural[head]}
 
 
 def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iterable[Operation]) -> frozenset[str]:
