@@ -5,18 +5,18 @@ attribute filter and the TDP MMU turns it into root types.
 """
 from __future__ import annotations
 
+from errno import EINVAL
 from dataclasses import replace
 
 from conformance.model import (
     MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, AttrFilter, Decision, DisableQuirk, GmemFlag, GmemPunchHole,
-    MemoryTypeChange, MemslotDelete, MemslotMove, MmRelease, MmuNotifierInvalidate, Root,
-    SetMemoryAttributes, Slot, UnmapGfnRange, VmDestroy, VmType, WarnSite, ZapAll, ZapAllFast,
-    ZapGfnRange, ZapMemslot,
+    MemoryTypeChange, MmRelease, MmuNotifierInvalidate, Root,
+    SetMemoryAttributes, Slot, UnmapGfnRange, VmDestroy, VmType, WarnSite,
 )
 
+from .calls import memslot_handlers, zap_handlers
 from .mmu import Mmu, Outcome, RootKey
 
-EINVAL, EEXIST = 22, 17
 BOTH_FILTERS = frozenset({AttrFilter.PRIVATE, AttrFilter.SHARED})
 
 
@@ -120,22 +120,6 @@ def call_unmap_gfn_range(mmu: Mmu, op: UnmapGfnRange) -> Outcome:
     return Outcome(flush=flush, decision=decision)
 
 
-def call_zap_gfn_range(mmu: Mmu, op: ZapGfnRange) -> Outcome:
-    return Outcome(decision=zap_gfn_range(mmu, op.start, op.end))
-
-
-def call_zap_memslot(mmu: Mmu, op: ZapMemslot) -> Outcome:
-    return Outcome(decision=zap_memslot(mmu, mmu.slots[op.slot]))
-
-
-def call_zap_all_fast(mmu: Mmu, op: ZapAllFast) -> Outcome:
-    return Outcome(decision=zap_all_fast(mmu))
-
-
-def call_zap_all(mmu: Mmu, op: ZapAll) -> Outcome:
-    return Outcome(decision=zap_all(mmu))
-
-
 # ---------------------------------------------------------------- event layer
 
 def on_mmu_notifier_invalidate(mmu: Mmu, op: MmuNotifierInvalidate) -> Outcome:
@@ -205,26 +189,6 @@ def flush_shadow_memslot(mmu: Mmu, slot: Slot) -> None:
         zap_memslot(mmu, slot)
 
 
-def on_memslot_delete(mmu: Mmu, op: MemslotDelete) -> Outcome:
-    flush_shadow_memslot(mmu, mmu.slots[op.slot])
-    del mmu.slots[op.slot]
-    return Outcome()
-
-
-def on_memslot_move(mmu: Mmu, op: MemslotMove) -> Outcome:
-    """kvm_set_memory_region: a guest_memfd slot cannot move (-EINVAL), a new
-    place must not overlap another slot (-EEXIST) nor the TDX alias."""
-    slot = mmu.slots[op.slot]
-    crosses_alias = mmu.vm.mirror and op.new_base_gfn + slot.npages > mmu.vm.shared_bit
-    if slot.private or crosses_alias:
-        return Outcome(errno=EINVAL)
-    if mmu.slot_overlaps_other(slot, op.new_base_gfn):
-        return Outcome(errno=EEXIST)
-    flush_shadow_memslot(mmu, slot)
-    mmu.move_slot(slot, op.new_base_gfn)
-    return Outcome()
-
-
 def on_disable_quirk(mmu: Mmu, op: DisableQuirk) -> Outcome:
     """KVM_CAP_DISABLE_QUIRKS2: changes policy, zaps nothing."""
     mmu.vm = replace(mmu.vm, slot_zap_all=False)
@@ -249,16 +213,12 @@ def on_vm_destroy(mmu: Mmu, op: VmDestroy) -> Outcome:
 
 
 HANDLERS = {
+    **zap_handlers(zap_gfn_range, zap_memslot, zap_all_fast, zap_all),
     UnmapGfnRange: call_unmap_gfn_range,
-    ZapGfnRange: call_zap_gfn_range,
-    ZapMemslot: call_zap_memslot,
-    ZapAllFast: call_zap_all_fast,
-    ZapAll: call_zap_all,
     MmuNotifierInvalidate: on_mmu_notifier_invalidate,
     GmemPunchHole: on_gmem_punch_hole,
     SetMemoryAttributes: on_set_memory_attributes,
-    MemslotDelete: on_memslot_delete,
-    MemslotMove: on_memslot_move,
+    **memslot_handlers(flush_shadow_memslot),
     DisableQuirk: on_disable_quirk,
     MemoryTypeChange: on_memory_type_change,
     MmRelease: on_mm_release,

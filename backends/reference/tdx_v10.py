@@ -8,18 +8,18 @@ accumulator alone.
 """
 from __future__ import annotations
 
+from errno import EINVAL
 from typing import Optional
 
 from conformance.model import (
     MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, Decision, GmemPunchHole,
-    MemoryTypeChange, MemslotDelete, MemslotMove, MmRelease, MmuNotifierInvalidate, RangeFlag, Root,
-    SetMemoryAttributes, Slot, UnmapGfnRange, VmDestroy, WarnSite, ZapAll, ZapAllFast, ZapGfnRange,
-    ZapMemslot,
+    MemoryTypeChange, MmRelease, MmuNotifierInvalidate, RangeFlag, Root,
+    SetMemoryAttributes, Slot, UnmapGfnRange, VmDestroy, WarnSite,
 )
 
+from .calls import memslot_handlers, zap_handlers
 from .mmu import Mmu, Outcome
 
-EINVAL, EEXIST = 22, 17
 NO_FLAGS: frozenset[RangeFlag] = frozenset()
 
 
@@ -131,22 +131,6 @@ def call_unmap_gfn_range(mmu: Mmu, op: UnmapGfnRange) -> Outcome:
     return Outcome(flush=flush, decision=decision)
 
 
-def call_zap_gfn_range(mmu: Mmu, op: ZapGfnRange) -> Outcome:
-    return Outcome(decision=zap_gfn_range(mmu, op.start, op.end))
-
-
-def call_zap_memslot(mmu: Mmu, op: ZapMemslot) -> Outcome:
-    return Outcome(decision=zap_memslot(mmu, mmu.slots[op.slot]))
-
-
-def call_zap_all_fast(mmu: Mmu, op: ZapAllFast) -> Outcome:
-    return Outcome(decision=zap_all_fast(mmu))
-
-
-def call_zap_all(mmu: Mmu, op: ZapAll) -> Outcome:
-    return Outcome(decision=zap_all(mmu))
-
-
 # ---------------------------------------------------------------- event layer
 
 def on_mmu_notifier_invalidate(mmu: Mmu, op: MmuNotifierInvalidate) -> Outcome:
@@ -199,25 +183,6 @@ def invalidate_zap_pages_in_memslot(mmu: Mmu, slot: Slot) -> None:
         zap_all_fast(mmu)
 
 
-def on_memslot_delete(mmu: Mmu, op: MemslotDelete) -> Outcome:
-    invalidate_zap_pages_in_memslot(mmu, mmu.slots[op.slot])
-    del mmu.slots[op.slot]
-    return Outcome()
-
-
-def on_memslot_move(mmu: Mmu, op: MemslotMove) -> Outcome:
-    """UPM v9: private memslots are immutable (-EINVAL); overlap is -EEXIST."""
-    slot = mmu.slots[op.slot]
-    crosses_alias = mmu.vm.mirror and op.new_base_gfn + slot.npages > mmu.vm.shared_bit
-    if slot.private or crosses_alias:
-        return Outcome(errno=EINVAL)
-    if mmu.slot_overlaps_other(slot, op.new_base_gfn):
-        return Outcome(errno=EEXIST)
-    invalidate_zap_pages_in_memslot(mmu, slot)
-    mmu.move_slot(slot, op.new_base_gfn)
-    return Outcome()
-
-
 def on_memory_type_change(mmu: Mmu, op: MemoryTypeChange) -> Outcome:
     """update_mtrr / kvm_post_set_cr0 reach kvm_zap_gfn_range."""
     zap_gfn_range(mmu, op.start, op.end)
@@ -235,16 +200,12 @@ def on_vm_destroy(mmu: Mmu, op: VmDestroy) -> Outcome:
 
 
 HANDLERS = {
+    **zap_handlers(zap_gfn_range, zap_memslot, zap_all_fast, zap_all),
     UnmapGfnRange: call_unmap_gfn_range,
-    ZapGfnRange: call_zap_gfn_range,
-    ZapMemslot: call_zap_memslot,
-    ZapAllFast: call_zap_all_fast,
-    ZapAll: call_zap_all,
     MmuNotifierInvalidate: on_mmu_notifier_invalidate,
     GmemPunchHole: on_gmem_punch_hole,
     SetMemoryAttributes: on_set_memory_attributes,
-    MemslotDelete: on_memslot_delete,
-    MemslotMove: on_memslot_move,
+    **memslot_handlers(invalidate_zap_pages_in_memslot),
     MemoryTypeChange: on_memory_type_change,
     MmRelease: on_mm_release,
     VmDestroy: on_vm_destroy,
