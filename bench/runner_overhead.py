@@ -6,12 +6,24 @@ One run measures, interleaved so the commands share the machine's noise:
 * floor-1x   bare pytest (conformance plugin disabled) on as many trivial
              parametrized items as suite-1x has;
 * suite-Kx   the suite copied into K sibling directories of a scratch project;
+* suite-Kx-cold  the same with --conformance-no-cache: every file parsed and
+             validated afresh, as on a first run;
 * floor-Kx   bare pytest on as many trivial items as suite-Kx has;
-* startup    bare pytest on a project without tests (interpreter + pytest).
+* startup    bare pytest on a project without tests (interpreter + pytest);
+* startup-plugin  the same with the conformance plugin and reference backend
+             loaded, to separate the plugin's fixed cost from its per-item cost.
 
 Each run records the wall time of the subprocess and pytest's own session
 time (the "in X.XXs" of its last line). The 1.3x target applies to the
-per-item wall-time cost at scale (suite-Kx against floor-Kx).
+per-item wall-time cost at scale (suite-Kx against floor-Kx), with the
+loaded-vector cache warm (it is filled by the warm-up round, as by any
+earlier run); the cold figure is reported beside it. Every command uses
+its own pytest cache directory in the scratch area.
+
+Subprocesses cache bytecode under a scratch PYTHONPYCACHEPREFIX (filled by
+an unmeasured warm-up round) even when PYTHONDONTWRITEBYTECODE is set, so
+neither side pays for compiling modules on every run and nothing is
+written into the repository.
 
     python bench/runner_overhead.py [--repeat 7] [--scale 10]
 """
@@ -35,7 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "runner_overhead.json"
 TARGET = 1.3
-COMMON = ["-p", "no:xdist", "-q", "-p", "no:cacheprovider"]
+COMMON = ["-p", "no:xdist", "-q"]
 SUITE_ARGS = ["--backend", "reference"]
 FLOOR_ARGS = ["-p", "no:conformance"]
 NO_TESTS = 5  # pytest's exit code when nothing was collected
@@ -69,17 +81,19 @@ class Command:
         return statistics.median(self.session)
 
 
-def clean_env() -> dict[str, str]:
-    """The caller's environment minus variables that change what pytest loads."""
-    drop = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
-    return {k: v for k, v in os.environ.items() if k not in drop}
+def bench_env(pycache: Path) -> dict[str, str]:
+    """The caller's environment minus what changes what pytest loads, with bytecode cached in PYCACHE."""
+    drop = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
 
 
-def pytest_run(args: list[str], cwd: Path, ok_codes: tuple[int, ...]) -> tuple[float, str]:
+def pytest_run(args: list[str], cwd: Path, ok_codes: tuple[int, ...], env: dict[str, str]) -> tuple[float, str]:
     """Run `python -m pytest ARGS` in CWD; return (wall seconds, stdout)."""
     argv = [sys.executable, "-m", "pytest", *args]
     start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, env=clean_env(), capture_output=True, text=True)
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode not in ok_codes:
         raise RuntimeError(f"{' '.join(argv)} (in {cwd}) exited {proc.returncode}:\n"
@@ -87,9 +101,9 @@ def pytest_run(args: list[str], cwd: Path, ok_codes: tuple[int, ...]) -> tuple[f
     return wall, proc.stdout
 
 
-def count_items(args: list[str], cwd: Path) -> int:
+def count_items(args: list[str], cwd: Path, env: dict[str, str]) -> int:
     """Items pytest collects for ARGS (parsed from 'N tests collected')."""
-    _, out = pytest_run([*args, "--collect-only", *COMMON], cwd, (0,))
+    _, out = pytest_run([*args, "--collect-only", *COMMON], cwd, (0,), env)
     match = COLLECTED.search(out)
     if not match:
         raise RuntimeError(f"no 'N tests collected' line in:\n{out[-2000:]}")
@@ -124,31 +138,37 @@ def write_scaled_suite(root: Path, scale: int) -> list[str]:
     return names
 
 
-def build_commands(tmp: Path, scale: int) -> list[Command]:
+def build_commands(tmp: Path, scale: int, env: dict[str, str]) -> list[Command]:
     suite_1x = ["suites", *SUITE_ARGS, *COMMON]
-    n = count_items(suite_1x[:-len(COMMON)], REPO)
+    n = count_items(suite_1x[:-len(COMMON)], REPO, env)
     names = write_scaled_suite(tmp / "scaled", scale)
     suite_kx = [*names, *SUITE_ARGS, *COMMON]
-    nk = count_items(suite_kx[:-len(COMMON)], tmp / "scaled")
+    nk = count_items(suite_kx[:-len(COMMON)], tmp / "scaled", env)
     if nk != scale * n:
         raise RuntimeError(f"scaled suite collected {nk} items, expected {scale} x {n}")
     floor = ["test_floor.py", *FLOOR_ARGS, *COMMON]
-    return [
+    empty = write_project(tmp / "empty")
+    commands = [
         Command("suite-1x", suite_1x, REPO, n),
         Command("floor-1x", floor, write_project(tmp / "floor1", tests=n), n),
         Command(f"suite-{scale}x", suite_kx, tmp / "scaled", nk),
         Command(f"floor-{scale}x", floor, write_project(tmp / "floork", tests=nk), nk),
-        Command("startup", [*FLOOR_ARGS, *COMMON], write_project(tmp / "empty"), 0, (NO_TESTS,)),
+        Command("startup", [*FLOOR_ARGS, *COMMON], empty, 0, (NO_TESTS,)),
+        Command("startup-plugin", [*SUITE_ARGS, *COMMON], empty, 0, (NO_TESTS,)),
+        Command(f"suite-{scale}x-cold", [*suite_kx, "--conformance-no-cache"], tmp / "scaled", nk),
     ]
+    for command in commands:  # a private pytest cache per command, outside the repository
+        command.args += ["-o", f"cache_dir={tmp / 'cache' / command.name}"]
+    return commands
 
 
-def measure(commands: list[Command], repeat: int) -> None:
+def measure(commands: list[Command], repeat: int, env: dict[str, str]) -> None:
     """One unmeasured warm-up round, then REPEAT interleaved rounds."""
     for command in commands:
-        pytest_run(command.args, command.cwd, command.ok_codes)
+        pytest_run(command.args, command.cwd, command.ok_codes, env)
     for round_ in range(repeat):
         for command in commands:
-            wall, out = pytest_run(command.args, command.cwd, command.ok_codes)
+            wall, out = pytest_run(command.args, command.cwd, command.ok_codes, env)
             command.wall.append(wall)
             command.session.append(session_seconds(out))
         print(f"round {round_ + 1}/{repeat} done", file=sys.stderr)
@@ -173,8 +193,12 @@ def compare(suite: Command, floor: Command, startup: Command) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     import pytest  # the same installation the subprocesses use
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
     return {"nproc": os.cpu_count(), "python": platform.python_version(), "pytest": pytest.__version__,
-            "platform": platform.platform(), "executable": sys.executable}
+            "platform": platform.platform(), "executable": sys.executable,
+            "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -188,8 +212,8 @@ def print_table(results: dict[str, Any]) -> None:
                   f"{r['per_item_session_ms']:>16.3f} {r['marginal_per_item_ms']:>17.3f}")
         print(f"{'ratio-' + scale:<10} {'':>6} {'':>8} {'':>10} {row['ratio_per_item_wall_ms']:>12.2f}x "
               f"{row['ratio_per_item_session_ms']:>15.2f}x {row['ratio_marginal_per_item_ms']:>16.2f}x")
-    s = results["startup"]
-    print(f"startup (bare pytest, 0 items): wall {s['median_wall_s']:.3f} s, session {s['median_session_s']:.3f} s")
+    for name, s in results["startup"].items():
+        print(f"{name} (0 items): wall {s['median_wall_s']:.3f} s")
     v = results["verdict"]
     print(f"target: suite/floor per-item wall cost at {v['scale']} <= {TARGET}x: "
           f"{v['ratio']:.2f}x -> {'PASS' if v['pass'] else 'MISS'}")
@@ -203,18 +227,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1 or args.scale < 1:
         parser.error("--repeat and --scale must be at least 1")
     with tempfile.TemporaryDirectory(prefix="runner-overhead-") as tmp:
-        commands = build_commands(Path(tmp), args.scale)
-        measure(commands, args.repeat)
-    suite_1x, floor_1x, suite_kx, floor_kx, startup = commands
+        env = bench_env(Path(tmp) / "pycache")
+        commands = build_commands(Path(tmp), args.scale, env)
+        measure(commands, args.repeat, env)
+    suite_1x, floor_1x, suite_kx, floor_kx, startup, startup_plugin, suite_cold = commands
     scale = f"{args.scale}x"
-    scales = {"1x": compare(suite_1x, floor_1x, startup), scale: compare(suite_kx, floor_kx, startup)}
+    scales = {"1x": compare(suite_1x, floor_1x, startup), scale: compare(suite_kx, floor_kx, startup),
+              f"{scale}-cold": compare(suite_cold, floor_kx, startup)}
     ratio = scales[scale]["ratio_per_item_wall_ms"]
     results = {
         "command": f"python bench/runner_overhead.py --repeat {args.repeat} --scale {args.scale}",
         "machine": machine(), "repeat": args.repeat, "scale": args.scale,
         "commands": {c.name: {"argv": ["python", "-m", "pytest", *c.args], "items": c.items} for c in commands},
-        "startup": {"median_wall_s": startup.median_wall(), "median_session_s": startup.median_session(),
-                    "wall_s": startup.wall, "session_s": startup.session},
+        "startup": {c.name: {"median_wall_s": c.median_wall(), "wall_s": c.wall} for c in (startup, startup_plugin)},
         "scales": scales,
         "verdict": {"measure": "suite/floor per-item wall time", "scale": scale, "target": TARGET,
                     "ratio": ratio, "pass": ratio <= TARGET},
@@ -227,4 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as err:  # a pytest run failed or printed something unexpected
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

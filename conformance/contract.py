@@ -20,24 +20,22 @@ class BackendInfo:
     explanations: Mapping[str, str] = field(default_factory=dict)  # tag -> why it is missing
     details: Mapping[str, str] = field(default_factory=dict)  # probed facts shown by `conformance backends`
 
-    def provides(self) -> frozenset[str]:
-        """Every capability tag this backend meets, in the vectors' vocabulary."""
-        return (
+    provided: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every item asks; compute the tag set once.
+        object.__setattr__(self, "provided", (
             frozenset(f"profile:{p.value}" for p in self.profiles)
             | frozenset(f"layer:{l.value}" for l in self.layers)
             | frozenset(f"vm:{t.value}" for t in self.vm_types)
-            | self.capabilities
-        )
+            | self.capabilities))
 
     def unmet(self, requires: frozenset[str]) -> list[str]:
         """The requirements this backend does not meet, each with its reason."""
         if self.unavailable:
             return [f"backend {self.name} unavailable: {self.unavailable}"]
-        have = self.provides()
-        return [
-            f"{tag}: {self.explanations.get(tag, f'not provided by backend {self.name}')}"
-            for tag in sorted(requires - have)
-        ]
+        return [f"{tag}: {self.explanations.get(tag, f'not provided by backend {self.name}')}"
+                for tag in sorted(requires - self.provided)]
 
 
 @runtime_checkable

@@ -8,6 +8,7 @@ row obeys exactly the rules an explicit [[vector]] does.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, replace
@@ -104,7 +105,7 @@ class Node:
             value = self.value.get(key, _MISSING)
         elif isinstance(self.value, list) and isinstance(key, int) and 0 <= key < len(self.value):
             value = self.value[key]
-        return replace(self, path=self.path + (key,), value=value)
+        return Node(self.src, self.path + (key,), value, self.prefix)
 
     @property
     def missing(self) -> bool:
@@ -347,7 +348,7 @@ def parse_flag_table(node: Node) -> dict[str, Flag]:
     return flags
 
 
-def _find_registry(suite_path: str) -> Optional[str]:
+def find_registry(suite_path: str) -> Optional[str]:
     """The nearest flags.toml at or above the suite file's directory."""
     start = Path(os.path.abspath(suite_path)).parent
     for directory in (start, *start.parents):
@@ -364,9 +365,21 @@ def _load_registry(path: str) -> dict[str, Flag]:
     return parse_flag_table(root.at("flags"))
 
 
+def _registry(path: str) -> dict[str, Flag]:
+    """The registry is shared by every file under it: parse it once per version."""
+    stat = os.stat(path)
+    return dict(_registry_at(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _registry_at(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Flag], ...]:
+    del mtime_ns, size  # part of the cache key only
+    return tuple(_load_registry(path).items())
+
+
 def _flags_for(src: Source, doc: dict) -> dict[str, Flag]:
-    registry_path = _find_registry(src.path)
-    registry = _load_registry(registry_path) if registry_path else {}
+    registry_path = find_registry(src.path)
+    registry = _registry(registry_path) if registry_path else {}
     local_node = Node(src, (), doc).at("suite").at("flags")
     local = parse_flag_table(local_node)
     for name in local:

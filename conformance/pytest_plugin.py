@@ -5,6 +5,7 @@ collection error; a backend that raises or hangs fails its own item.
 """
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
+from .cache import load_cached
 from .contract import Backend
-from .load import LoadError, load_file
+from .load import LoadError
 from .model import Profile, Vector
 from .registry import Registry, discover
 from .report import MatrixReporter, Result
@@ -31,6 +33,7 @@ class Selection:
     profiles: tuple[Profile, ...]
     suites: tuple[Path, ...]
     timeout: float
+    cache: Optional[Path]  # where loaded vector files are cached, if anywhere
 
 
 SELECTION = pytest.StashKey[Selection]()
@@ -45,6 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-timeout", type=float, default=60.0, metavar="SECONDS",
                     help="fail a backend's item after this long (default 60)")
     group.addoption("--conformance-json", metavar="PATH", help="write every item's result as JSON")
+    group.addoption("--conformance-no-cache", action="store_true",
+                    help="parse every vector file afresh instead of using pytest's cache directory")
     parser.addini("conformance_suites", "directories whose *.toml files are vector suites",
                   type="linelist", default=["suites"])
 
@@ -61,9 +66,11 @@ def pytest_configure(config: pytest.Config) -> None:
     profiles = tuple(Profile(p) for p in config.getoption("profile")) or tuple(Profile)
     root = Path(str(config.rootpath))
     suites = tuple((root / s).resolve() for s in config.getini("conformance_suites"))
+    cache = None
+    if getattr(config, "cache", None) is not None and not config.getoption("conformance_no_cache"):
+        cache = Path(config.cache.mkdir("conformance-vectors"))
     config.stash[SELECTION] = Selection(registry, tuple(chosen), tuple(sorted(set(profiles))),
-                                        suites, config.getoption("conformance_timeout"))
-    config.addinivalue_line("markers", "conformance(backend, profile): a vector item run on one backend and profile")
+                                        suites, config.getoption("conformance_timeout"), cache)
     # One bad vector file must not stop the others from running.
     config.option.continue_on_collection_errors = True
     config.pluginmanager.register(MatrixReporter(config, registry), "conformance-matrix")
@@ -80,6 +87,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Loaded vectors live until the session ends; moving them out of the
+    # cyclic GC's generations spares every later collection (pytest runs
+    # several at teardown) from walking them again (docs/benchmarks.md).
+    if any(isinstance(item, VectorItem) for item in session.items):
+        gc.freeze()
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional["VectorFile"]:
     if file_path.suffix != ".toml" or file_path.name == "flags.toml":
         return None
@@ -91,11 +106,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional["
 
 class VectorFile(pytest.File):
     def collect(self) -> Iterator["VectorItem"]:
+        selection = self.config.stash[SELECTION]
         try:
-            suite = load_file(self.path)
+            suite = load_cached(self.path, selection.cache)
         except LoadError as err:
             raise self.CollectError(str(err)) from None
-        selection = self.config.stash[SELECTION]
         for vector in suite.vectors:
             local = vector.id.split("::", 1)[-1].replace("::", "/")  # '::' separates node-id parts
             for profile in selection.profiles:
@@ -117,7 +132,6 @@ class VectorItem(pytest.Item):
     def __init__(self, *, vector: Vector, profile: Profile, backend: Backend, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.vector, self.profile, self.backend = vector, profile, backend
-        self.add_marker(pytest.mark.conformance(backend=backend.info.name, profile=profile.value))
 
     def record(self, outcome: str, detail: str = "", ignored: tuple[str, ...] = ()) -> None:
         self.user_properties.append((RESULT_KEY, Result(

@@ -1,0 +1,70 @@
+"""The loaded-file cache must never serve a stale or wrong result."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conformance import cache, load
+
+REPO = Path(__file__).resolve().parent.parent
+SUITE = REPO / "suites" / "call" / "zap-all.toml"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "suites").mkdir()
+    shutil.copy(REPO / "suites" / "flags.toml", tmp_path / "suites" / "flags.toml")
+    shutil.copy(SUITE, tmp_path / "suites" / "zap-all.toml")
+    return tmp_path / "suites" / "zap-all.toml"
+
+
+def forbid_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(path: object) -> None:
+        raise AssertionError(f"cache miss for {path}")
+    monkeypatch.setattr(load, "load_file", refuse)
+
+
+def test_second_load_is_served_from_the_cache(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = cache.load_cached(project, tmp_path / "c")
+    assert first == load.load_file(project)
+    forbid_loading(monkeypatch)
+    assert cache.load_cached(project, tmp_path / "c") == first
+
+
+def test_changed_file_is_loaded_afresh(project: Path, tmp_path: Path) -> None:
+    cache.load_cached(project, tmp_path / "c")
+    project.write_text(project.read_text().replace("Fast zap on TDX", "Fast zap on a TDX VM"))
+    again = cache.load_cached(project, tmp_path / "c")
+    assert again.vectors[0].description.startswith("Fast zap on a TDX VM")
+
+
+def test_changed_registry_is_loaded_afresh(project: Path, tmp_path: Path) -> None:
+    cache.load_cached(project, tmp_path / "c")
+    registry = project.parent / "flags.toml"
+    registry.write_text(registry.read_text().replace(
+        'description = "Baseline behaviour every implementation must get right"', 'description = "Baseline"'))
+    again = cache.load_cached(project, tmp_path / "c")
+    assert {f.description for f in again.vectors[0].flags} >= {"Baseline"}
+
+
+def test_corrupt_entry_falls_back_to_loading(project: Path, tmp_path: Path) -> None:
+    cache.load_cached(project, tmp_path / "c")
+    for entry in (tmp_path / "c").iterdir():
+        entry.write_bytes(b"not a pickle")
+    assert cache.load_cached(project, tmp_path / "c") == load.load_file(project)
+
+
+def test_errors_are_never_cached(project: Path, tmp_path: Path) -> None:
+    project.write_text(project.read_text().replace('type = "TDX"', 'type = "TDZ"', 1))
+    for _ in range(2):
+        with pytest.raises(load.LoadError, match="vm.type"):
+            cache.load_cached(project, tmp_path / "c")
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_no_directory_means_no_cache(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    forbid_loading(monkeypatch)
+    with pytest.raises(AssertionError, match="cache miss"):
+        cache.load_cached(project, None)
