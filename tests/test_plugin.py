@@ -230,3 +230,15 @@ def test_cli_validate(tmp_path: Path, good: bool) -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == (0 if good else 1)
     assert ("1 vectors loaded, 0 file(s)" if good else "suites/scratch.toml:18: vector[0].slot[0].npages: 0 is below the minimum 1") in out.stdout
+
+
+def test_vector_cache_sees_an_edited_file(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok")
+    cached = ["suites", "--backend", "reference", "-p", "cacheprovider"]
+    assert run_pytest(tmp_path, env, *cached).returncode == 0
+    assert any((tmp_path / ".pytest_cache" / "d" / "conformance-vectors").iterdir())
+    vector = tmp_path / "suites" / "scratch.toml"
+    vector.write_text(VECTOR.replace('decision = "shared"', 'decision = "both"'))
+    out = run_pytest(tmp_path, env, *cached)
+    assert out.returncode == 1
+    assert "decision: expected both, observed shared" in out.stdout
