@@ -71,8 +71,9 @@ def pytest_configure(config: pytest.Config) -> None:
         cache = Path(config.cache.mkdir("conformance-vectors"))
     config.stash[SELECTION] = Selection(registry, tuple(chosen), tuple(sorted(set(profiles))),
                                         suites, config.getoption("conformance_timeout"), cache)
-    # One bad vector file must not stop the others from running.
-    config.option.continue_on_collection_errors = True
+    if any(s.is_dir() for s in suites):
+        # One bad vector file must not stop the others from running.
+        config.option.continue_on_collection_errors = True
     config.pluginmanager.register(MatrixReporter(config, registry), "conformance-matrix")
 
 
