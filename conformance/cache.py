@@ -41,10 +41,13 @@ def entry_key(path: Path) -> str:
 
 def load_cached(path: Path, directory: Optional[Path]) -> load.SuiteFile:
     """load.load_file(path), served from DIRECTORY when nothing it depends on changed."""
-    if directory is None:
+    try:
+        entry = directory / f"{entry_key(path)}.pickle" if directory is not None else None
+    except OSError:
+        entry = None  # unreadable input: let the loader report it
+    if entry is None:
         return load.load_file(path)
     try:
-        entry = directory / f"{entry_key(path)}.pickle"
         return pickle.loads(entry.read_bytes())
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError):
         pass  # absent, unreadable or from an older model: load afresh

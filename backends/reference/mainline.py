@@ -5,8 +5,8 @@ attribute filter and the TDP MMU turns it into root types.
 """
 from __future__ import annotations
 
-from errno import EINVAL
 from dataclasses import replace
+from errno import EINVAL
 
 from conformance.model import (
     MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, AttrFilter, Decision, DisableQuirk, GmemFlag, GmemPunchHole,
