@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from . import capabilities, lines, load, model, tables
+from . import axes, capabilities, lines, load, model, tables
 
-LOADER_MODULES = (model, capabilities, lines, load, tables)
+LOADER_MODULES = (model, capabilities, lines, axes, load, tables)
 
 
 @functools.lru_cache(maxsize=1)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from .contract import BackendInfo
-from .load import LoadError, load_file
+from . import coverage
+from .load import LoadError, load_file, suite_files
 from .registry import discover
 
 
@@ -35,14 +35,6 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
-def suite_files(paths: Sequence[str]) -> list[Path]:
-    files: list[Path] = []
-    for path in map(Path, paths):
-        found = sorted(path.rglob("*.toml")) if path.is_dir() else [path]
-        files += [f for f in found if f.name != "flags.toml"]
-    return files
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     bad = 0
     total = 0
@@ -68,16 +60,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    report = coverage.check(args.paths)
+    print(coverage.render(report, limit=args.limit))
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backends", help="each registered backend, what it supports or why it cannot run"
                    ).set_defaults(func=cmd_backends)
     for name, func, text in (("validate", cmd_validate, "load vector files and report errors"),
-                             ("list", cmd_list, "list vectors with their profiles")):
+                             ("list", cmd_list, "list vectors with their profiles"),
+                             ("coverage", cmd_coverage, "check that decision tables cover every reachable "
+                                                        "combination exactly once; count vectors")):
         p = sub.add_parser(name, help=text)
         p.add_argument("paths", nargs="*", default=["suites"])
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, limit=20)
+    sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
     args = parser.parse_args(argv)
     return args.func(args)
 

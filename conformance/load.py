@@ -20,11 +20,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from . import capabilities
+from . import axes, capabilities
 from .lines import Key, LineIndex, render, toml_error_position
 from .model import (
     ERRNO_NAMES, GFN_BITS, MAINLINE_ONLY_OPS, MEMORY_ATTRIBUTE_PRIVATE, OPERATIONS, PROTECTED_STATE_VMS,
-    TDP_ONLY_VMS, V10_ATTR_NAMES, VM_TYPES, AttrFilter, Decision, Flag, GmemFlag, GmemPunchHole, Kind, Layer,
+    V10_ATTR_NAMES, VM_TYPES, AttrFilter, Decision, Flag, GmemFlag, GmemPunchHole, Kind, Layer,
     Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove, MmuNotifierInvalidate, Observables,
     Operation, Profile, Quirk, RangeFlag, Root, SetMemoryAttributes, Slot, State, Step, UnmapGfnRange, Vector,
     Vm, VmType, WarnSite, op_layer, op_name,
@@ -309,7 +309,7 @@ def v10_attr(node: Node) -> int:
     return get_int(node, hi=U64_MAX)
 
 
-def _memory_attributes(node: Node) -> int:
+def memory_attributes(node: Node) -> int:
     if isinstance(node.value, list):
         bits = 0
         for bit in get_names(node, None, MEMORY_ATTRIBUTES, "memory attribute"):
@@ -318,7 +318,7 @@ def _memory_attributes(node: Node) -> int:
     return get_int(node, hi=U64_MAX)
 
 
-def _errno(node: Node) -> int:
+def get_errno(node: Node) -> int:
     if isinstance(node.value, str):
         return get_choice(node, None, ERRNO_NAMES, "errno")
     return get_int(node)
@@ -416,12 +416,11 @@ def check_vm(node: Node, vm: Vm, profiles: frozenset[Profile]) -> None:
         if vm.type not in VM_TYPES[profile]:
             allowed = ", ".join(t.value for t in VmType if t in VM_TYPES[profile])
             node.at("type").fail(f"VM type {vm.type.value} does not exist in profile {profile.value}; allowed: {allowed}")
-    if vm.type in TDP_ONLY_VMS and not vm.tdp_mmu:
-        node.at("tdp_mmu").fail(f"{vm.type.value} VMs require tdp_mmu = true")
-    if vm.type is VmType.TDX and vm.rmaps:
-        node.at("rmaps").fail("TDX VMs require rmaps = false")
-    if not vm.tdp_mmu and not vm.rmaps:
-        node.at("rmaps").fail("tdp_mmu = false requires rmaps = true (the shadow MMU)")
+    labels = {"vm": vm.type.value, "tdp_mmu": axes.bool_label(vm.tdp_mmu), "rmaps": axes.bool_label(vm.rmaps)}
+    for profile in sorted(profiles):
+        rule = axes.problem(profile, labels)
+        if rule is not None:  # the same rules decide which table combinations exist
+            node.at(rule.axes[-1]).fail(f"cannot happen: {rule.reason} [{rule.kernel}]")
     if not vm.slot_zap_all and profiles != {Profile.MAINLINE}:
         node.at("slot_zap_all").fail('slot_zap_all = false needs profiles = ["mainline"]')
 
@@ -461,6 +460,15 @@ def check_slot(node: Node, slot: Slot, vm: Vm) -> None:
         node.at("gmem_flags").fail("gmem_flags need a private slot (GUEST_MEMFD/PRIVATE)")
     if GmemFlag.INIT_SHARED in slot.gmem_flags and vm.private_mem:
         node.at("gmem_flags").fail(f"INIT_SHARED is only for VMs without private memory, not {vm.type.value}")
+
+
+def check_slot_profiles(node: Node, slot: Slot, vm: Vm, profiles: frozenset[Profile]) -> None:
+    """The axes' slot rules (tdx-v10: only TDX accepts private slots)."""
+    labels = {"vm": vm.type.value, "slot_private": axes.bool_label(slot.private)}
+    for profile in sorted(profiles):
+        rule = axes.problem(profile, labels)
+        if rule is not None:
+            node.at("flags").fail(f"cannot happen in {profile.value}: {rule.reason} [{rule.kernel}]")
 
 
 def check_slot_set(nodes: Sequence[Node], slots: Sequence[Slot]) -> None:
@@ -636,7 +644,7 @@ OP_PARAMS: dict[str, tuple[Param, ...]] = {
     "set_memory_attributes": (
         Param("address", lambda n: get_int(n, hi=U64_MAX)),
         Param("size", lambda n: get_int(n, hi=U64_MAX)),
-        Param("attributes", _memory_attributes),
+        Param("attributes", memory_attributes),
         Param("flags", lambda n: get_int(n, hi=U64_MAX), 0),
     ),
     "memslot_delete": (_SLOT,),
@@ -743,7 +751,7 @@ def _expect(node: Node, op: Operation, vm: Vm, profiles: frozenset[Profile]) -> 
         flush=get_bool(node, "flush", None),
         decision=get_enum(node, "decision", Decision, None),
         warns=None if warns is None else frozenset(warns),
-        errno=None if errno.missing else _errno(errno),
+        errno=None if errno.missing else get_errno(errno),
     )
 
 
@@ -783,6 +791,8 @@ def _vector(node: Node, file: FileCtx) -> Vector:
     slot_nodes = get_list(node, "slot", [])
     slots = tuple(_slot(n, vm) for n in slot_nodes)
     check_slot_set(slot_nodes, slots)
+    for slot_node, slot in zip(slot_nodes, slots):
+        check_slot_profiles(slot_node, slot, vm, profiles)
     private, mappings = _initial(node.at("initial"), vm, profiles, slots)
     steps = _steps(node, vm, profiles, slots)
     state = State(vm, slots, private, mappings)
@@ -810,6 +820,15 @@ def _claim_id(node: Node, seen: dict[str, Node]) -> None:
     if ident in seen:
         node.at("id").fail(f"duplicate id {ident!r} (first used at line {seen[ident].line})")
     seen[ident] = node
+
+
+def suite_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The vector files under each path (a directory is searched), registries excluded."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        found = sorted(path.rglob("*.toml")) if path.is_dir() else [path]
+        files += [f for f in found if f.name != REGISTRY_NAME]
+    return files
 
 
 def load_file(path: str | os.PathLike) -> SuiteFile:

@@ -39,7 +39,6 @@ VM_TYPES: dict[Profile, frozenset[VmType]] = {
 }
 PRIVATE_MEM_VMS = frozenset({VmType.SW_PROTECTED, VmType.SNP, VmType.TDX})
 PROTECTED_STATE_VMS = frozenset({VmType.SEV_ES, VmType.SNP, VmType.TDX})
-TDP_ONLY_VMS = frozenset({VmType.SW_PROTECTED, VmType.TDX})
 
 
 class Root(str, enum.Enum):
@@ -402,6 +401,7 @@ class Vector:
     steps: tuple[Step, ...]
     path: str = ""
     line: int = 0
+    row: tuple[tuple[str, str], ...] = ()  # decision-table combination (axes.Combination); () if explicit
 
     @property
     def layers(self) -> frozenset[Layer]:

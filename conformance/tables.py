@@ -1,217 +1,160 @@
-"""Decision tables: each [[table]] row becomes one Vector on a fixed fixture.
+"""Decision tables: each [[table]] row becomes one Vector per combination
+it names, on a fixed fixture.
 
-A row names the inputs of one call (VM, slot, range arguments, which
-mappings are present) and the expected decision/flush/warns. The fixture
-(slots, range, leaves) is the same for every row and is part of the spec
-(docs/vectors.md); the expected mappings follow from the decision, with each
-leaf's in/out-of-range label fixed by construction, never computed.
+A table has one profile and one operation; its input columns are exactly
+that operation's axes (axes.py), so the coverage check and the loader read
+the same declaration. A cell is a value, "*" (every reachable value of the
+axis) or {any = [...]} (those values). The expected mappings follow from the
+row's `decision` and `scope` with each fixture leaf's labels (in range,
+which slot) fixed by construction, never computed by a backend.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
-from enum import Enum
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from . import axes
+from .axes import Axis, Combination, Space
 from .load import (
     FileCtx, Node, check_in_slot, check_keys, check_leaves, check_mapping, check_slot, check_slot_set, check_step,
-    check_vm, get_bool, get_choice, get_enum, get_enum_list, get_flag_refs, get_id, get_list, get_profiles,
-    get_str, get_strings, get_text, make_vector, v10_attr,
+    check_vm, get_bool, get_choice, get_enum, get_enum_list, get_flag_refs, get_id, get_list, get_profiles, get_str,
+    get_strings, get_text, make_vector, get_errno,
 )
 from .model import (
-    V10_ATTR_NAMES, AttrFilter, Decision, Flag, Kind, Level, Mapping, Observables, Operation, Profile, RangeFlag,
-    Root, Slot, State, Step, UnmapGfnRange, Vector, Vm, VmType, WarnSite, ZapGfnRange,
+    CALL_OPS, OPERATIONS, PAGE_SIZE, Decision, Flag, Kind, Layer, Level, Mapping, MemslotDelete, MmuNotifierInvalidate, Observables,
+    Operation, Profile, Root, SetMemoryAttributes, Slot, State, Step, UnmapGfnRange, Vector, Vm, VmType, WarnSite,
+    ZapAll, ZapAllFast, ZapGfnRange, ZapMemslot, op_layer,
 )
 
 # ---------------------------------------------------------------- the fixture (part of the spec)
 
 FIXTURE_SLOTS = ((1, 0x40000, 0x80000), (2, 0x100000, 0x400))  # (id, base_gfn, npages), all as_id 0
+TABLE_SLOT = 1  # the slot every slot-directed operation names
 RANGE_START, RANGE_END = 0x40280, 0x80200  # [S, E): inside slot 1, straddling a 2M and a 1G leaf
-# (memslot gfn, level, inside [S, E)) -- labels are by construction
-SHARED_SET = (
-    (0x40000, Level.L4K, False),
-    (0x40200, Level.L2M, True),  # straddles S
-    (0x40400, Level.L4K, True),
-    (0x80000, Level.L1G, True),  # straddles E
-    (0x100000, Level.L4K, False),  # slot 2
-)
-PRIVATE_SET = (
-    (0x40001, Level.L4K, False),
-    (0x40401, Level.L4K, True),
-    (0x40600, Level.L2M, True),  # 4K when placed in a TDX mirror root
-    (0x7FFFF, Level.L4K, True),
-    (0x100001, Level.L4K, False),  # slot 2
-)
-FIXTURE_SETS = {Kind.SHARED: SHARED_SET, Kind.PRIVATE: PRIVATE_SET}
-PRESENT = {"none": (), "shared": (Kind.SHARED,), "private": (Kind.PRIVATE,), "both": (Kind.SHARED, Kind.PRIVATE)}
-TABLE_KEYS = ("id", "description", "profiles", "flags", "op", "columns", "rows")
-
-
-def _unmap(row: dict[str, Any]) -> Operation:
-    return UnmapGfnRange(
-        slot=1, start=RANGE_START, end=RANGE_END, flush_in=row["flush_in"],
-        range_flags=row.get("range_flags", frozenset()), attr=row.get("attr"),
-        attr_filter=row.get("attr_filter", frozenset()),
-    )
-
-
-def _zap(row: dict[str, Any]) -> Operation:
-    return ZapGfnRange(start=RANGE_START, end=RANGE_END)
-
-
-# op name -> the fixture's single step built from a row's inputs; add ops here.
-TABLE_OPS: dict[str, Callable[[dict[str, Any]], Operation]] = {
-    "unmap_gfn_range": _unmap,
-    "zap_gfn_range": _zap,
-}
-
-# ---------------------------------------------------------------- the column vocabulary
-
-INPUT, EXPECT = "input", "expect"
-ALL_OPS = frozenset(TABLE_OPS)
-UNMAP = frozenset({"unmap_gfn_range"})
-V10 = frozenset({Profile.TDX_V10})
-MAINLINE = frozenset({Profile.MAINLINE})
-ALL_PROFILES = frozenset(Profile)
-
-
-def _show(value: Any) -> str:
-    """Compact, stable rendering of an input value for row ids."""
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, int):
-        return hex(value)
-    if isinstance(value, (frozenset, tuple)):
-        return "+".join(sorted(_show(v) for v in value)) or "0"
-    return "none" if value is None else str(value)
-
-
-def _show_attr(value: Any) -> str:
-    names = {number: name for name, number in V10_ATTR_NAMES.items()}
-    return names.get(value) or _show(value)
-
-
-def _attr_cell(node: Node) -> Any:
-    return None if node.value == "none" else v10_attr(node)  # a cell cannot be omitted: "none" = no attr
+MIXED_PRIVATE = (RANGE_START, 0x40400)  # "current = mixed": the head of [S, E) is private
 
 
 @dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str  # INPUT or EXPECT
-    parse: Callable[[Node], Any]
-    ops: frozenset[str] = ALL_OPS
-    profiles: frozenset[Profile] = ALL_PROFILES
-    required: bool = True
-    in_id: bool = True  # part of the row's identity (id, duplicate check)
-    show: Callable[[Any], str] = _show
+class Leaf:
+    """One fixture leaf in memslot GFNs; `slot` and `in_range` are labels by construction."""
 
-    def applies(self, op: str, profiles: frozenset[Profile]) -> bool:
-        return op in self.ops and profiles <= self.profiles
-
-    def render(self, value: Any) -> str:
-        if isinstance(value, bool):
-            return self.name if value else f"no_{self.name}"
-        return self.show(value)
+    gfn: int
+    level: Level
+    slot: int
+    in_range: bool
 
 
-COLUMNS: tuple[Column, ...] = (
-    Column("vm", INPUT, lambda n: get_enum(n, None, VmType)),
-    Column("tdp_mmu", INPUT, get_bool),
-    Column("rmaps", INPUT, get_bool),
-    Column("slot_private", INPUT, get_bool),
-    Column("range_flags", INPUT, lambda n: frozenset(get_enum_list(n, None, RangeFlag)), UNMAP, V10),
-    Column("attr", INPUT, _attr_cell, UNMAP, V10, show=_show_attr),
-    Column("attr_filter", INPUT, lambda n: frozenset(get_enum_list(n, None, AttrFilter)), UNMAP, MAINLINE),
-    Column("flush_in", INPUT, get_bool, UNMAP),
-    Column("present", INPUT, lambda n: get_choice(n, None, {name: name for name in PRESENT}, "present")),
-    Column("flags", INPUT, lambda n: tuple(get_str(i) for i in get_list(n)), required=False, in_id=False),
-    Column("decision", EXPECT, lambda n: get_enum(n, None, Decision)),
-    Column("flush", EXPECT, get_bool),
-    Column("warns", EXPECT, lambda n: frozenset(get_enum_list(n, None, WarnSite))),
+SHARED_SET = (
+    Leaf(0x40000, Level.L4K, 1, False),
+    Leaf(0x40200, Level.L2M, 1, True),  # straddles S
+    Leaf(0x40400, Level.L4K, 1, True),
+    Leaf(0x80000, Level.L1G, 1, True),  # straddles E
+    Leaf(0x100000, Level.L4K, 2, False),
 )
-COLUMN_BY_NAME = {column.name: column for column in COLUMNS}
+PRIVATE_SET = (
+    Leaf(0x40001, Level.L4K, 1, False),
+    Leaf(0x40401, Level.L4K, 1, True),
+    Leaf(0x40600, Level.L2M, 1, True),  # 4K when placed in a TDX mirror root
+    Leaf(0x7FFFF, Level.L4K, 1, True),
+    Leaf(0x100001, Level.L4K, 2, False),
+)
+FIXTURE_SETS = {Kind.SHARED: SHARED_SET, Kind.PRIVATE: PRIVATE_SET}
+PRESENT = {"none": (), "shared": (Kind.SHARED,), "private": (Kind.PRIVATE,), "both": (Kind.SHARED, Kind.PRIVATE)}
+CURRENT = {"shared": (), "private": ((RANGE_START, RANGE_END),), "mixed": (MIXED_PRIVATE,)}
+SCOPES = ("none", "range", "slot", "vm")
+TABLE_KEYS = ("id", "description", "profiles", "flags", "op", "columns", "rows")
+
+
+# ---------------------------------------------------------------- operations a table can name
+
+def _set_attributes(values: dict[str, Any]) -> Operation:
+    return SetMemoryAttributes(RANGE_START * PAGE_SIZE, (RANGE_END - RANGE_START) * PAGE_SIZE,
+                               values["new_attributes"])
+
+
+# op name -> the fixture's single step built from a row's concrete inputs
+TABLE_OPS: dict[str, Callable[[dict[str, Any]], Operation]] = {
+    "unmap_gfn_range": lambda v: UnmapGfnRange(
+        slot=TABLE_SLOT, start=RANGE_START, end=RANGE_END, flush_in=v["flush_in"],
+        range_flags=v.get("range_flags", frozenset()), attr=v.get("attr"), attr_filter=v.get("attr_filter", frozenset())),
+    "zap_gfn_range": lambda v: ZapGfnRange(RANGE_START, RANGE_END),
+    "zap_memslot": lambda v: ZapMemslot(TABLE_SLOT),
+    "zap_all_fast": lambda v: ZapAllFast(),
+    "zap_all": lambda v: ZapAll(),
+    "mmu_notifier_invalidate": lambda v: MmuNotifierInvalidate(0, RANGE_START, RANGE_END),
+    "set_memory_attributes": _set_attributes,
+    "memslot_delete": lambda v: MemslotDelete(TABLE_SLOT),
+}
+
+# ---------------------------------------------------------------- expectation columns
+
+
+@dataclass(frozen=True)
+class Expect:
+    name: str
+    parse: Callable[[Node], Any]
+    layers: frozenset[Layer] = frozenset(Layer)
+    required: bool = True
+
+
+def _scope(node: Node) -> str:
+    return get_choice(node, None, {s: s for s in SCOPES}, "scope")
+
+
+EXPECTS: tuple[Expect, ...] = (
+    Expect("decision", lambda n: get_enum(n, None, Decision)),
+    Expect("scope", _scope),
+    Expect("rmap_scope", _scope, required=False),  # where shadow leaves go, when it differs from scope
+    Expect("flush", get_bool),
+    Expect("warns", lambda n: frozenset(get_enum_list(n, None, WarnSite)), frozenset({Layer.CALL})),
+    Expect("errno", get_errno, frozenset({Layer.EVENT})),
+)
+EXPECT_BY_NAME = {e.name: e for e in EXPECTS}
+FLAGS_COLUMN = "flags"
+WILDCARD = "*"
 
 # ---------------------------------------------------------------- fixture placement and expectations
 
 
-def _tdp_leaf(vm: Vm, kind: Kind, gfn: int, level: Level) -> Mapping:
+def _tdp_leaf(vm: Vm, kind: Kind, leaf: Leaf) -> Mapping:
     if vm.mirror and kind is Kind.PRIVATE:
-        return Mapping(0, Root.MIRROR, gfn, Level.L4K, kind)  # mirror leaves are 4K
-    return Mapping(0, Root.DIRECT, gfn | vm.shared_bit, level, kind)  # shared_bit is 0 outside TDX
+        return Mapping(0, Root.MIRROR, leaf.gfn, Level.L4K, kind)  # mirror leaves are 4K
+    return Mapping(0, Root.DIRECT, leaf.gfn | vm.shared_bit, leaf.level, kind)  # shared_bit is 0 outside TDX
 
 
-def place_fixture(vm: Vm, kinds: Sequence[Kind]) -> list[tuple[Mapping, bool]]:
-    """The fixture leaves for the selected sets, each with its in-range label."""
+def place_fixture(vm: Vm, kinds: Sequence[Kind]) -> list[tuple[Mapping, Leaf]]:
+    """The fixture leaves for the selected sets, each with its labels."""
     placed = []
     for kind in kinds:
-        for gfn, level, inside in FIXTURE_SETS[kind]:
+        for leaf in FIXTURE_SETS[kind]:
             if vm.tdp_mmu:
-                placed.append((_tdp_leaf(vm, kind, gfn, level), inside))
+                placed.append((_tdp_leaf(vm, kind, leaf), leaf))
             if vm.rmaps:
-                placed.append((Mapping(0, Root.SHADOW, gfn, level, kind), inside))
+                placed.append((Mapping(0, Root.SHADOW, leaf.gfn, leaf.level, kind), leaf))
     return placed
 
 
-def root_hit(vm: Vm, root: Root, decision: Decision) -> bool:
-    """Whether the call zaps in-range leaves of `root`: rmaps ignore the decision."""
-    if root is Root.SHADOW:
-        return True
+def in_scope(scope: str, leaf: Leaf) -> bool:
+    return {"none": False, "range": leaf.in_range, "slot": leaf.slot == TABLE_SLOT, "vm": True}[scope]
+
+
+def tdp_root_hit(vm: Vm, root: Root, decision: Decision) -> bool:
+    """Whether the decision selects a TDP root: a TDX VM keeps kinds in
+    separate roots; any other VM has one tree holding both."""
     if vm.mirror:
         wanted = Decision.SHARED if root is Root.DIRECT else Decision.PRIVATE
         return decision in (wanted, Decision.BOTH)
     return decision is not Decision.NONE
 
 
-def expected_after(vm: Vm, placed: Sequence[tuple[Mapping, bool]], decision: Decision) -> frozenset[Mapping]:
-    return frozenset(m for m, inside in placed if not (inside and root_hit(vm, m.root, decision)))
+def zapped(vm: Vm, mapping: Mapping, leaf: Leaf, expect: dict[str, Any]) -> bool:
+    if mapping.root is Root.SHADOW:  # rmaps know no kinds: only the scope applies
+        return in_scope(expect.get("rmap_scope", expect["scope"]), leaf)
+    return in_scope(expect["scope"], leaf) and tdp_root_hit(vm, mapping.root, expect["decision"])
 
 
 # ---------------------------------------------------------------- parsing a table
-
-
-def _columns(node: Node, op: str, profiles: frozenset[Profile]) -> list[Column]:
-    for column in COLUMNS:
-        split = op in column.ops and profiles & column.profiles and not profiles <= column.profiles
-        if column.required and split:
-            node.at("profiles").fail(f"column {column.name} is {_names(column.profiles)}-only; "
-                                     f"a {op} table must list a single profile")
-    names = get_strings(node, "columns")
-    applicable = [c.name for c in COLUMNS if c.applies(op, profiles)]
-    for i, name in enumerate(names):
-        where = node.at("columns").at(i)
-        if name not in COLUMN_BY_NAME:
-            where.fail(f"unknown column {name!r}; allowed for {op}: {', '.join(applicable)}")
-        if name not in applicable:
-            where.fail(f"column {name!r} does not apply to {op} with profiles {_names(profiles)}; "
-                       f"allowed: {', '.join(applicable)}")
-        if name in names[:i]:
-            where.fail(f"duplicate column {name!r}")
-    for name in applicable:
-        if COLUMN_BY_NAME[name].required and name not in names:
-            node.at("columns").fail(f"missing column {name!r}")
-    return [COLUMN_BY_NAME[name] for name in names]
-
-
-def _names(profiles: frozenset[Profile]) -> str:
-    return "+".join(sorted(p.value for p in profiles))
-
-
-def _cells(row: Node, columns: Sequence[Column]) -> dict[str, Any]:
-    cells = get_list(row)
-    if len(cells) != len(columns):
-        row.fail(f"has {len(cells)} cells but columns lists {len(columns)}")
-    values = {}
-    for column, cell in zip(columns, cells):
-        # key path and message name the column; the line is the row's
-        named = replace(cell, path=row.path + (column.name,), prefix=f"{row.prefix}column {column.name}: ")
-        values[column.name] = column.parse(named)
-    return values
-
-
-def _row_id(columns: Sequence[Column], values: dict[str, Any]) -> str:
-    """Inputs in vocabulary order, so reordering a table's columns keeps its ids."""
-    present = {c.name for c in columns}
-    return "-".join(c.render(values[c.name]) for c in COLUMNS if c.name in present and c.kind == INPUT and c.in_id)
 
 
 @dataclass(frozen=True)
@@ -219,42 +162,155 @@ class _Table:
     file: FileCtx
     id: str
     description: str
-    profiles: frozenset[Profile]
+    profile: Profile
     flags: tuple[Flag, ...]
     op: str
+    space: Space
 
 
-def _row_flags(table: _Table, row: Node, values: dict[str, Any]) -> tuple[Flag, ...]:
-    extra = values.get("flags", ())
-    where = replace(row, value={"flags": list(extra)}, prefix=f"{row.prefix}column flags: ")
-    return table.flags + tuple(f for f in get_flag_refs(where, "flags", table.file.flags, False) if f not in table.flags)
+def _profile(node: Node) -> Profile:
+    profiles = get_profiles(node)
+    if len(profiles) != 1:
+        node.at("profiles").fail("a table lists exactly one profile: its columns are that profile's axes")
+    return next(iter(profiles))
 
 
-def _row_vector(table: _Table, row: Node, values: dict[str, Any], key: str) -> Vector:
-    """Build the row's state and step, then apply the same checks as an explicit vector."""
-    profiles = table.profiles
-    vm = Vm(values["vm"], values["tdp_mmu"], values["rmaps"])
-    check_vm(row, vm, profiles)
-    slots = tuple(Slot(sid, base, npages, private=values["slot_private"]) for sid, base, npages in FIXTURE_SLOTS)
-    for slot in slots:
-        check_slot(row, slot, vm)
-    check_slot_set([row] * len(slots), slots)
+def _columns(node: Node, table: _Table) -> tuple[list[Axis], list[Expect], bool]:
+    """The table's columns: every axis of the op, its expectations, optionally flags."""
+    op_axes = table.space.axes(table.op)
+    layer = Layer.CALL if OPERATIONS[table.op] in CALL_OPS else Layer.EVENT
+    expects = [e for e in EXPECTS if layer in e.layers]
+    allowed = [a.name for a in op_axes] + [e.name for e in expects] + [FLAGS_COLUMN]
+    names = get_strings(node, "columns")
+    for i, name in enumerate(names):
+        where = node.at("columns").at(i)
+        if name not in allowed:
+            where.fail(f"unknown column {name!r}; allowed for {table.op} in {table.profile.value}: {', '.join(allowed)}")
+        if name in names[:i]:
+            where.fail(f"duplicate column {name!r}")
+    required = [a.name for a in op_axes] + [e.name for e in expects if e.required]
+    for name in required:
+        if name not in names:
+            node.at("columns").fail(f"missing column {name!r}")
+    by_name = {a.name: a for a in op_axes}
+    return ([by_name[n] for n in names if n in by_name], [EXPECT_BY_NAME[n] for n in names if n in EXPECT_BY_NAME],
+            FLAGS_COLUMN in names)
+
+
+def _choices(axis: Axis, cell: Node) -> list[tuple[str, Any]]:
+    """A cell's (label, concrete value) choices: "*", {any = [...]}, or one value."""
+    if cell.value == WILDCARD:
+        return [(label, axis.concrete(label)) for label in axis.values]
+    if isinstance(cell.value, dict):
+        check_keys(cell, ("any",), ("any",))
+        items = get_list(cell, "any")
+        if len(items) < 2:
+            cell.at("any").fail("list at least two values (or write the value itself)")
+        choices = [(axis.label(value), value) for value in (axis.parse(item) for item in items)]
+        labels = [label for label, _ in choices]
+        if len(set(labels)) != len(labels):
+            cell.at("any").fail(f"names a value twice: {', '.join(labels)}")
+        return choices
+    value = axis.parse(cell)
+    return [(axis.label(value), value)]
+
+
+def _row_id(axes_: Sequence[Axis], labels: dict[str, str]) -> str:
+    """Labels in the op's axis order; booleans read as the axis name or no_<name>."""
+    def show(axis: Axis) -> str:
+        label = labels[axis.name]
+        if axis.values == ("false", "true"):
+            return axis.name if label == "true" else f"no_{axis.name}"
+        return label
+    return "-".join(show(a) for a in axes_)
+
+
+@dataclass(frozen=True)
+class _Row:
+    node: Node
+    number: int
+    expect: dict[str, Any]
+    flags: tuple[Flag, ...]
+
+
+def _expansions(table: _Table, row: _Row, cells: dict[str, list[tuple[str, Any]]]) -> Iterator[
+        tuple[dict[str, str], dict[str, Any]]]:
+    """Every reachable combination the row names; a row naming none is an error."""
+    op_axes = table.space.axes(table.op)
+    names = [a.name for a in op_axes]
+    first_rule, reachable = None, 0
+    for picks in itertools.product(*(cells[n] for n in names)):
+        labels = {n: label for n, (label, _) in zip(names, picks)}
+        rule = table.space.blocked_by(labels)
+        if rule is not None:
+            first_rule = first_rule or rule
+            continue
+        reachable += 1
+        yield labels, {n: value for n, (_, value) in zip(names, picks)}
+    if not reachable and first_rule is not None:
+        where = replace(row.node, path=row.node.path + (first_rule.axes[-1],))
+        where.fail(f"names only combinations that cannot happen: {first_rule.reason} [{first_rule.kernel}]")
+
+
+def _state(table: _Table, values: dict[str, Any]) -> tuple[State, list[tuple[Mapping, Leaf]]]:
+    vm = Vm(VmType(values["vm"]), values["tdp_mmu"], values["rmaps"], slot_zap_all=values.get("slot_zap_all", True))
+    private = values.get("slot_private", vm.private_mem)  # mainline: guest_memfd slots iff private memory
+    slots = tuple(Slot(sid, base, npages, private=private) for sid, base, npages in FIXTURE_SLOTS)
     placed = place_fixture(vm, PRESENT[values["present"]])
-    initial = [m for m, _ in placed]
-    for mapping in initial:
-        check_mapping(row, mapping, vm, profiles)
-        check_in_slot(row, mapping, vm, slots)
-    check_leaves([row] * len(initial), initial)
+    ranges = CURRENT[values["current"]] if "current" in values else ()
+    return State(vm, slots, ranges, frozenset(m for m, _ in placed)), placed
+
+
+def _row_vector(table: _Table, row: _Row, labels: dict[str, str], values: dict[str, Any]) -> Vector:
+    """Build one combination's state and step; apply the checks an explicit vector gets."""
+    node, profiles = row.node, frozenset({table.profile})
+    state, placed = _state(table, values)
+    check_vm(node, state.vm, profiles)
+    for slot in state.slots:
+        check_slot(node, slot, state.vm)
+    check_slot_set([node] * len(state.slots), state.slots)
+    for mapping, _ in placed:
+        check_mapping(node, mapping, state.vm, profiles)
+        check_in_slot(node, mapping, state.vm, state.slots)
+    check_leaves([node] * len(placed), [m for m, _ in placed])
     op = TABLE_OPS[table.op](values)
+    call = op_layer(op) is Layer.CALL
     expect = Observables(
-        mappings=expected_after(vm, placed, values["decision"]), flush=values["flush"],
-        decision=values["decision"], warns=values["warns"],
+        mappings=frozenset(m for m, leaf in placed if not zapped(state.vm, m, leaf, row.expect)),
+        flush=row.expect["flush"], decision=row.expect["decision"] if call else None,
+        warns=row.expect.get("warns"), errno=row.expect.get("errno"),
     )
-    check_step(row, op, expect, vm, profiles, {s.id: s for s in slots})
-    return make_vector(
-        table.file, f"{table.id}::{key}", f"{table.description}: {key}", profiles, _row_flags(table, row, values),
-        frozenset(), State(vm, slots, (), frozenset(initial)), (Step(op, expect, row.line),), row.line,
+    check_step(node, op, expect, state.vm, profiles, {s.id: s for s in state.slots})
+    key = _row_id(table.space.axes(table.op), labels)
+    vector = make_vector(
+        table.file, f"{table.id}::{key}", f"{table.description}: {key}", profiles, row.flags, frozenset(),
+        state, (Step(op, expect, node.line),), node.line,
     )
+    return replace(vector, row=axes.combination(table.op, table.space.axes(table.op), labels))
+
+
+def _row_flags(table: _Table, node: Node) -> tuple[Flag, ...]:
+    where = replace(node, value={"flags": node.value}, path=node.path[:-1])
+    extra = get_flag_refs(where, "flags", table.file.flags, False)
+    return table.flags + tuple(f for f in extra if f not in table.flags)
+
+
+def _parse_row(table: _Table, node: Node, number: int, columns: tuple[list[Axis], list[Expect], bool],
+               names: Sequence[str]) -> tuple[_Row, dict[str, list[tuple[str, Any]]]]:
+    input_axes, expects, has_flags = columns
+    cells = get_list(node)
+    if len(cells) != len(names):
+        node.fail(f"has {len(cells)} cells but columns lists {len(names)}")
+    by_name = dict(zip(names, cells))
+
+    def named(column: str) -> Node:  # the key path and message name the column; the line is the row's
+        cell = by_name[column]
+        return replace(cell, path=node.path + (column,), prefix=f"{node.prefix}column {column}: ")
+
+    choices = {axis.name: _choices(axis, named(axis.name)) for axis in input_axes}
+    expect = {e.name: e.parse(named(e.name)) for e in expects}
+    flags = _row_flags(table, named(FLAGS_COLUMN)) if has_flags else table.flags
+    return _Row(node, number, expect, flags), choices
 
 
 def expand_table(node: Node, file: FileCtx) -> list[Vector]:
@@ -262,22 +318,25 @@ def expand_table(node: Node, file: FileCtx) -> list[Vector]:
     check_keys(node, TABLE_KEYS, TABLE_KEYS)
     table_id = get_id(node)
     description = get_text(node, "description")
-    profiles = get_profiles(node)
+    profile = _profile(node)
     flags = get_flag_refs(node, "flags", file.flags)
-    op = get_choice(node, "op", {name: name for name in TABLE_OPS}, "table op")
-    table = _Table(file, table_id, description, profiles, flags, op)
-    columns = _columns(node, op, profiles)
+    space = axes.SPACES[profile]
+    op = get_choice(node, "op", {name: name for name in space.ops}, f"{profile.value} table op")
+    table = _Table(file, table_id, description, profile, flags, op, space)
+    columns = _columns(node, table)
+    names = get_strings(node, "columns")
     rows = get_list(node, "rows")
     if not rows:
         node.at("rows").fail("a table needs at least one row")
-    seen: dict[str, int] = {}
+    seen: dict[Combination, int] = {}
     vectors = []
-    for number, row in enumerate(rows):
-        row = replace(row, prefix=f"table {table_id!r} row {number}: ")
-        values = _cells(row, columns)
-        key = _row_id(columns, values)
-        if key in seen:
-            row.fail(f"duplicate row: same inputs as row {seen[key]} ({table_id}::{key})")
-        seen[key] = number
-        vectors.append(_row_vector(table, row, values, key))
+    for number, row_node in enumerate(rows):
+        row_node = replace(row_node, prefix=f"table {table_id!r} row {number}: ")
+        row, choices = _parse_row(table, row_node, number, columns, names)
+        for labels, values in _expansions(table, row, choices):
+            combo = axes.combination(op, space.axes(op), labels)
+            if combo in seen:
+                row_node.fail(f"duplicate row: {_row_id(space.axes(op), labels)} is also named by row {seen[combo]}")
+            seen[combo] = number
+            vectors.append(_row_vector(table, row, labels, values))
     return vectors

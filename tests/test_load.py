@@ -36,8 +36,8 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "empty_profiles.toml": (8, "vector[0].profiles", "at least one profile"),
     "unknown_flag.toml": (9, "vector[0].flags[1]", "unknown flag 'no-such-flag'"),
     "vm_not_in_profile.toml": (13, "vector[0].vm.type", "SNP does not exist in profile tdx-v10; allowed: DEFAULT, TDX"),
-    "tdx_without_tdp.toml": (14, "vector[0].vm.tdp_mmu", "TDX VMs require tdp_mmu = true"),
-    "tdp_off_without_rmaps.toml": (15, "vector[0].vm.rmaps", "tdp_mmu = false requires rmaps = true"),
+    "tdx_without_tdp.toml": (14, "vector[0].vm.tdp_mmu", "cannot happen: TDX cannot be enabled without the TDP MMU"),
+    "tdp_off_without_rmaps.toml": (15, "vector[0].vm.rmaps", "cannot happen: with the TDP MMU off every SPTE is a shadow page"),
     "gpaw_non_tdx.toml": (15, "vector[0].vm.gpaw", "only meaningful for TDX"),
     "bad_gpaw.toml": (15, "vector[0].vm.gpaw", "gpaw must be 48 or 52, got 50"),
     "overlapping_slots.toml": (20, "vector[0].slot[1].base_gfn",
@@ -66,12 +66,17 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "errno_on_call.toml": (14, "vector[0].step[0].expect.errno", "only observable for event-layer ops"),
     "unknown_warn.toml": (18, "vector[0].step[0].expect.warns[1]", "unknown WarnSite 'kvm_zap_gfn_ranges'"),
     "unknown_requires.toml": (10, "vector[0].requires[1]", "unknown capability tag 'huge:512G'"),
-    "table_unknown_column.toml": (11, "table[0].columns[8]", "unknown column 'errno'; allowed for zap_gfn_range: vm"),
+    "table_unknown_column.toml": (11, "table[0].columns[8]", "unknown column 'errno'; allowed for zap_gfn_range in mainline: vm, tdp_mmu, rmaps, present, decision"),
     "table_missing_column.toml": (11, "table[0].columns", "missing column 'attr_filter'"),
     "table_row_length.toml": (14, "table[0].rows[1]", "table 't' row 1: has 7 cells but columns lists 8"),
     "table_bad_cell.toml": (15, "table[0].rows[2].present", "table 't' row 2: column present: unknown present 'all'"),
-    "table_duplicate_row.toml": (15, "table[0].rows[2]", "duplicate row: same inputs as row 0"),
-    "table_invalid_row_state.toml": (14, "table[0].rows[1].rmaps", "table 't' row 1: TDX VMs require rmaps = false"),
+    "table_duplicate_row.toml": (15, "table[0].rows[2]", "duplicate row: DEFAULT-tdp_mmu-no_rmaps-shared is also named by row 0"),
+    "table_invalid_row_state.toml": (14, "table[0].rows[1].rmaps", "table 't' row 1: names only combinations that cannot happen: a TDX guest cannot run a nested guest"),
+    "table_wildcard_unreachable.toml": (13, "table[0].rows[0].tdp_mmu", "names only combinations that cannot happen: TDX cannot be enabled"),
+    "table_any_too_short.toml": (13, "table[0].rows[0].present.any", "list at least two values"),
+    "table_two_profiles.toml": (8, "table[0].profiles", "a table lists exactly one profile"),
+    "table_op_not_in_space.toml": (10, "table[0].op", "unknown tdx-v10 table op 'set_memory_attributes'"),
+    "table_bad_scope.toml": (13, "table[0].rows[0].scope", "column scope: unknown scope 'everything'"),
     "badregistry/uses_bad_registry.toml": (8, "flags.broken.bug_class", "unknown bug_class 'crash'; allowed: basic"),
 }
 
@@ -107,11 +112,12 @@ def test_example_suite(example):
     assert [v.id for v in example.vectors] == [
         "example::tdx-notifier-keeps-private",
         "example::smm-notifier-as1-only",
-        "example::v10-unmap::TDX-tdp_mmu-no_rmaps-slot_private-0-none-no_flush_in-both",
+        "example::v10-unmap::TDX-tdp_mmu-no_rmaps-slot_private-0-SHARED-no_flush_in-both",
+        "example::v10-unmap::TDX-tdp_mmu-no_rmaps-slot_private-SET_MEM_ATTR-SHARED-no_flush_in-shared",
         "example::v10-unmap::TDX-tdp_mmu-no_rmaps-slot_private-SET_MEM_ATTR-SHARED-no_flush_in-both",
-        "example::v10-unmap::DEFAULT-no_tdp_mmu-rmaps-no_slot_private-0-none-no_flush_in-shared",
+        "example::v10-unmap::DEFAULT-no_tdp_mmu-rmaps-no_slot_private-0-SHARED-no_flush_in-shared",
     ]
-    assert [v.line for v in example.vectors] == [18, 66, 131, 132, 133]
+    assert [v.line for v in example.vectors] == [18, 66, 131, 132, 132, 133]
     assert all(v.path == str(EXAMPLE) for v in example.vectors)
 
 
@@ -164,9 +170,11 @@ def test_example_smm_vector(example):
 def test_example_table_rows(example):
     rows = example.vectors[2:]
     assert all(v.profiles == {Profile.TDX_V10} and len(v.steps) == 1 for v in rows)
-    assert rows[1].steps[0].op.attr == 1 and rows[1].steps[0].expect.decision is Decision.PRIVATE
+    assert rows[1].steps[0].op.attr == 1 and rows[1].steps[0].expect.decision is Decision.BOTH
     assert rows[0].description.startswith("tdx-v10 kvm_unmap_gfn_range on the standard fixture: TDX-")
-    assert rows[2].state.vm == Vm(VmType.DEFAULT, tdp_mmu=False, rmaps=True)
+    # the wildcard row: TDX without the TDP MMU and a shadow MMU without rmaps cannot happen
+    assert rows[3].state.vm == Vm(VmType.DEFAULT, tdp_mmu=False, rmaps=True)
+    assert dict(rows[3].row)["rmaps"] == "true" and rows[3].row[0] == ("op", "unmap_gfn_range")
 
 
 # ---------------------------------------------------------------- malformed files
@@ -227,7 +235,7 @@ def test_load_flags_walks_up_and_merges(tmp_path):
     _write(tmp_path / "flags.toml", (ROOT / "suites" / "flags.toml").read_text())
     suite = _write(tmp_path / "a" / "b" / "s.toml", SUITE_WITH_LOCAL_FLAG)
     flags = load_flags(suite)
-    assert "v10-bug-a-lost-flush" in flags and flags["v10-bug-a-lost-flush"].bug_class == "lost-flush"
+    assert "v10-bug-c-lost-flush" in flags and flags["v10-bug-c-lost-flush"].bug_class == "lost-flush"
     assert flags["local-one"].bug_class == "warn" and flags["local-one"].kernel == ()
     registry = load_flags(ROOT / "suites" / "flags.toml")
     assert set(flags) == set(registry) | {"local-one"}
@@ -236,8 +244,8 @@ def test_load_flags_walks_up_and_merges(tmp_path):
 def test_seed_registry_has_the_flags_the_brief_names(tmp_path):
     suite = _write(tmp_path / "s.toml", "[suite]\nformat = 1\ndescription = 'x'\n")
     _write(tmp_path / "flags.toml", (ROOT / "suites" / "flags.toml").read_text())
-    assert {"basic", "huge-leaf-partial", "tdx-alias", "v10-bug-a-lost-flush", "v10-bug-b-uninit-zap-private",
-            "v10-bug-c-memtype-zaps-private", "rmap-ignores-filter", "slot-zap-all-quirk"} <= set(load_flags(suite))
+    assert {"basic", "huge-leaf-partial", "tdx-alias", "v10-bug-c-lost-flush", "v10-bug-a-uninit-zap-private",
+            "v10-bug-b-memtype-zaps-private", "rmap-ignores-filter", "slot-zap-all-quirk"} <= set(load_flags(suite))
 
 
 def test_local_flag_cannot_redefine_registry_flag(tmp_path):

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from conformance import axes
 from conformance.load import LoadError, load_file
 from conformance.model import (
-    AttrFilter, Decision, Kind, Level, Mapping, Profile, RangeFlag, Root, Slot, UnmapGfnRange, Vm, VmType,
-    WarnSite, ZapGfnRange,
+    MEMORY_ATTRIBUTE_PRIVATE, Decision, Kind, Level, Mapping, MemslotDelete, Profile, RangeFlag, Root,
+    SetMemoryAttributes, Slot, UnmapGfnRange, Vm, VmType, WarnSite, ZapMemslot,
 )
-from conformance.tables import COLUMNS, PRIVATE_SET, SHARED_SET
+from conformance.tables import EXPECTS, PRIVATE_SET, SHARED_SET, TABLE_OPS
 
 SHARED_BIT = 1 << 39  # gpaw 52
 FLAGS = """\
@@ -34,41 +35,39 @@ def _suite(tmp_path: Path, body: str, name: str = "t.toml"):
     return load_file(path)
 
 
+def _table(profile: str, op: str, columns: str, *rows: str, table_id: str = "t") -> str:
+    body = ",\n  ".join(rows)
+    return (f'[[table]]\nid = "{table_id}"\ndescription = "d"\nprofiles = ["{profile}"]\nflags = ["basic"]\n'
+            f'op = "{op}"\ncolumns = [{columns}]\nrows = [\n  {body},\n]\n')
+
+
 def _leaf(root: Root, gfn: int, level: Level, kind: Kind) -> Mapping:
     return Mapping(0, root, gfn, level, kind)
 
 
-V10_TABLE = """\
-[[table]]
-id = "v10"
-description = "v10 unmap"
-profiles = ["tdx-v10"]
-flags = ["basic"]
-op = "unmap_gfn_range"
-columns = ["vm", "tdp_mmu", "rmaps", "slot_private", "range_flags", "attr", "flush_in", "present",
-           "decision", "flush", "warns", "flags"]
-rows = [
-  ["TDX", true, false, true, ["SET_MEM_ATTR"], "PRIVATE", true, "both", "shared", true, [], ["extra"]],
-  ["TDX", true, false, true, ["SET_MEM_ATTR", "RESTRICTED_MEM"], 3, false, "private", "none", false, ["kvm_unmap_gfn_range"], []],
-]
-"""
+V10_COLUMNS = ('"vm", "tdp_mmu", "rmaps", "slot_private", "range_flags", "attr", "flush_in", "present", '
+               '"decision", "scope", "flush", "warns", "flags"')
 
 
 def test_tdx_row(tmp_path):
-    first, second = _suite(tmp_path, V10_TABLE).vectors
-    assert first.id == "t::v10::TDX-tdp_mmu-no_rmaps-slot_private-SET_MEM_ATTR-PRIVATE-flush_in-both"
-    assert second.id == "t::v10::TDX-tdp_mmu-no_rmaps-slot_private-RESTRICTED_MEM+SET_MEM_ATTR-0x3-no_flush_in-private"
-    assert first.description == "v10 unmap: TDX-tdp_mmu-no_rmaps-slot_private-SET_MEM_ATTR-PRIVATE-flush_in-both"
-    assert (first.line, first.steps[0].line, second.line) == (14, 14, 15)
+    body = _table("tdx-v10", "unmap_gfn_range", V10_COLUMNS,
+                  '["TDX", true, false, true, ["SET_MEM_ATTR"], "PRIVATE", true, "both", "shared", "range", true, [], ["extra"]]',
+                  '["TDX", true, false, true, ["SET_MEM_ATTR", "RESTRICTED_MEM"], 3, false, "private", "none", "range", false, [], []]')
+    first, second = _suite(tmp_path, body).vectors
+    assert first.id == "t::t::TDX-tdp_mmu-no_rmaps-slot_private-SET_MEM_ATTR-PRIVATE-flush_in-both"
+    assert second.id == "t::t::TDX-tdp_mmu-no_rmaps-slot_private-RESTRICTED_MEM+SET_MEM_ATTR-invalid-no_flush_in-private"
+    assert (first.line, first.steps[0].line, second.line) == (13, 13, 14)
     assert [f.name for f in first.flags] == ["basic", "extra"] and [f.name for f in second.flags] == ["basic"]
-    assert first.profiles == {Profile.TDX_V10}
+    assert first.row == (("op", "unmap_gfn_range"), ("vm", "TDX"), ("tdp_mmu", "true"), ("rmaps", "false"),
+                         ("slot_private", "true"), ("range_flags", "SET_MEM_ATTR"), ("attr", "PRIVATE"),
+                         ("flush_in", "true"), ("present", "both"))
 
     state = first.state
     assert state.vm == Vm(VmType.TDX, tdp_mmu=True, rmaps=False, gpaw=52)
     assert state.slots == (Slot(1, 0x40000, 0x80000, private=True), Slot(2, 0x100000, 0x400, private=True))
     assert state.private_ranges == ()
-    direct = {_leaf(Root.DIRECT, g | SHARED_BIT, lvl, Kind.SHARED) for g, lvl, _ in SHARED_SET}
-    mirror = {_leaf(Root.MIRROR, g, Level.L4K, Kind.PRIVATE) for g, _, _ in PRIVATE_SET}
+    direct = {_leaf(Root.DIRECT, l.gfn | SHARED_BIT, l.level, Kind.SHARED) for l in SHARED_SET}
+    mirror = {_leaf(Root.MIRROR, l.gfn, Level.L4K, Kind.PRIVATE) for l in PRIVATE_SET}
     assert state.mappings == direct | mirror
     assert _leaf(Root.DIRECT, SHARED_BIT | 0x80000, Level.L1G, Kind.SHARED) in state.mappings  # alias bit
     assert _leaf(Root.MIRROR, 0x40600, Level.L4K, Kind.PRIVATE) in state.mappings  # 2M becomes 4K
@@ -79,103 +78,130 @@ def test_tdx_row(tmp_path):
     kept_direct = {_leaf(Root.DIRECT, g | SHARED_BIT, Level.L4K, Kind.SHARED) for g in (0x40000, 0x100000)}
     assert step.expect.mappings == kept_direct | mirror  # decision "shared": only the direct root is hit
     assert (step.expect.flush, step.expect.decision, step.expect.warns) == (True, Decision.SHARED, frozenset())
+    assert step.expect.errno is None
     assert {"vm:TDX", "mmu:tdp", "huge:2M", "huge:1G", "private_slot", "layer:call"} <= first.requires
 
-    assert second.state.mappings == mirror
-    assert second.steps[0].op.attr == 3
-    assert second.steps[0].expect.mappings == mirror  # decision "none" keeps everything
-    assert second.steps[0].expect.warns == {WarnSite.KVM_UNMAP_GFN_RANGE}
+    assert second.steps[0].op.attr == 3  # the concrete value runs; its label is "invalid"
+    assert second.steps[0].expect.mappings == mirror  # decision "none" keeps every TDP leaf
 
 
-MAINLINE_TABLE = """\
-[[table]]
-id = "ml"
-description = "mainline unmap with nested rmaps"
-profiles = ["mainline"]
-flags = ["basic"]
-op = "unmap_gfn_range"
-columns = ["warns", "flush", "decision", "present", "flush_in", "attr_filter", "slot_private", "rmaps", "tdp_mmu",
-           "vm"]
-rows = [
-  [[], true, "private", "both", false, ["PRIVATE"], true, true, true, "SW_PROTECTED"],
-  [[], true, "none", "shared", false, [], true, true, true, "SW_PROTECTED"],
-]
-"""
+def test_wildcards_expand_to_reachable_combinations_only(tmp_path):
+    body = _table("mainline", "zap_all", '"vm", "tdp_mmu", "rmaps", "present", "decision", "scope", "flush", "warns"',
+                  '["*", "*", "*", {any = ["none", "private"]}, "both", "vm", false, []]')
+    vectors = _suite(tmp_path, body).vectors
+    labels = {(dict(v.row)["vm"], dict(v.row)["tdp_mmu"], dict(v.row)["rmaps"], dict(v.row)["present"])
+              for v in vectors}
+    # private mappings only in VMs with private memory; no shadow MMU without rmaps; TDX/SW_PROTECTED need TDP;
+    # no TDX rmaps, and no nested rmaps beside the TDP MMU for SEV-ES/SNP
+    assert ("DEFAULT", "true", "false", "private") not in labels
+    assert ("DEFAULT", "false", "true", "none") in labels
+    assert not any(vm == "TDX" and (tdp == "false" or rmaps == "true") for vm, tdp, rmaps, _ in labels)
+    assert not any(vm == "SW_PROTECTED" and tdp == "false" for vm, tdp, _, _ in labels)
+    assert not any(tdp == "false" and rmaps == "false" for _, tdp, rmaps, _ in labels)
+    assert ("SNP", "true", "true", "private") not in labels and ("SNP", "false", "true", "private") in labels
+    expected = sum(1 for combo, rule in axes.MAINLINE_SPACE.combinations("zap_all")
+                   if rule is None and dict(combo)["present"] in ("none", "private"))
+    assert len(vectors) == len(labels) == expected == 18
+    assert all(v.line == 13 for v in vectors)
 
 
-def test_non_tdx_row_with_rmaps(tmp_path):
-    first, second = _suite(tmp_path, MAINLINE_TABLE).vectors
-    # ids follow the vocabulary order, not the table's column order
-    assert first.id == "t::ml::SW_PROTECTED-tdp_mmu-rmaps-slot_private-PRIVATE-no_flush_in-both"
-    assert second.id == "t::ml::SW_PROTECTED-tdp_mmu-rmaps-slot_private-0-no_flush_in-shared"
-    assert first.state.vm == Vm(VmType.SW_PROTECTED, tdp_mmu=True, rmaps=True)
-    sets = ((SHARED_SET, Kind.SHARED), (PRIVATE_SET, Kind.PRIVATE))
-    placed = {(root, g, lvl, kind, inside)
-              for root in (Root.DIRECT, Root.SHADOW) for fixture, kind in sets for g, lvl, inside in fixture}
-    assert first.state.mappings == {_leaf(r, g, lvl, k) for r, g, lvl, k, _ in placed}
-    assert _leaf(Root.SHADOW, 0x40600, Level.L2M, Kind.PRIVATE) in first.state.mappings  # memslot gfn, still 2M
-    assert first.steps[0].op == UnmapGfnRange(slot=1, start=0x40280, end=0x80200,
-                                              attr_filter=frozenset({AttrFilter.PRIVATE}))
-    # non-TDX: the direct root is hit for any decision but none; shadow always
-    assert first.steps[0].expect.mappings == {_leaf(r, g, lvl, k) for r, g, lvl, k, inside in placed if not inside}
-    assert second.steps[0].expect.mappings == {
-        _leaf(r, g, lvl, k) for r, g, lvl, k, inside in placed
-        if k is Kind.SHARED and (r is Root.DIRECT or not inside)
-    }
-    assert "rmaps:nested" in first.requires
-
-
-def test_zap_gfn_range_table(tmp_path):
-    body = """\
-[[table]]
-id = "zap"
-description = "memory type zap"
-profiles = ["mainline", "tdx-v10"]
-flags = ["basic"]
-op = "zap_gfn_range"
-columns = ["vm", "tdp_mmu", "rmaps", "slot_private", "present", "decision", "flush", "warns"]
-rows = [["DEFAULT", false, true, false, "shared", "both", true, []]]
-"""
+def test_scopes_pick_range_slot_or_everything(tmp_path):
+    body = _table("tdx-v10", "zap_memslot",
+                  '"vm", "tdp_mmu", "rmaps", "slot_private", "present", "decision", "scope", "rmap_scope", "flush", "warns"',
+                  '["DEFAULT", true, true, false, "shared", "both", "slot", "none", true, []]')
     (vector,) = _suite(tmp_path, body).vectors
-    assert vector.id == "t::zap::DEFAULT-no_tdp_mmu-rmaps-no_slot_private-shared"
-    assert vector.steps[0].op == ZapGfnRange(0x40280, 0x80200)
-    assert vector.state.mappings == {_leaf(Root.SHADOW, g, lvl, Kind.SHARED) for g, lvl, _ in SHARED_SET}
-    assert vector.steps[0].expect.mappings == {
-        _leaf(Root.SHADOW, g, lvl, Kind.SHARED) for g, lvl, inside in SHARED_SET if not inside}
+    assert vector.steps[0].op == ZapMemslot(1)
+    direct = {l.gfn: l for l in SHARED_SET}
+    kept = vector.steps[0].expect.mappings
+    # the direct root loses every slot-1 leaf, in range or not; slot 2 stays; rmaps untouched
+    assert {m.gfn for m in kept if m.root is Root.DIRECT} == {0x100000}
+    assert {m.gfn for m in kept if m.root is Root.SHADOW} == set(direct)
 
 
-def test_attr_name_and_number_are_the_same_input(tmp_path):
-    body = V10_TABLE.replace('"PRIVATE", true, "both"', '2, true, "both"').replace(
-        '["SET_MEM_ATTR", "RESTRICTED_MEM"], 3', '["SET_MEM_ATTR"], "PRIVATE"').replace(
-        'false, "private", "none"', 'true, "both", "none"')
-    with pytest.raises(LoadError, match="duplicate row: same inputs as row 0"):
+def test_memslot_delete_scope_vm_and_quirk_state(tmp_path):
+    body = _table("mainline", "memslot_delete",
+                  '"vm", "tdp_mmu", "rmaps", "slot_zap_all", "present", "decision", "scope", "flush", "errno"',
+                  '["DEFAULT", false, true, {any = [true, false]}, "shared", "both", "vm", true, "OK"]')
+    on, off = sorted(_suite(tmp_path, body).vectors, key=lambda v: not v.state.vm.slot_zap_all)
+    assert on.state.vm.slot_zap_all and not off.state.vm.slot_zap_all
+    assert on.steps[0].op == MemslotDelete(1)
+    assert on.steps[0].expect.mappings == frozenset()  # scope vm: slot 2 goes too
+    assert on.steps[0].expect.decision is None and on.steps[0].expect.errno == 0  # events assert errno, not decision
+    assert "quirk:SLOT_ZAP_ALL" in off.requires and "quirk:SLOT_ZAP_ALL" not in on.requires
+
+
+def test_set_memory_attributes_row(tmp_path):
+    body = _table("mainline", "set_memory_attributes",
+                  '"vm", "tdp_mmu", "rmaps", "new_attributes", "current", "present", "decision", "scope", "flush", "errno"',
+                  '["SNP", true, false, ["PRIVATE"], "mixed", "private", "both", "range", true, "OK"]',
+                  '["SNP", true, false, "*", "private", "none", "none", "none", false, "EINVAL"]')
+    vectors = _suite(tmp_path, body).vectors
+    first = vectors[0]
+    assert first.steps[0].op == SetMemoryAttributes(0x40280 * 4096, (0x80200 - 0x40280) * 4096, MEMORY_ATTRIBUTE_PRIVATE)
+    assert first.state.private_ranges == ((0x40280, 0x40400),)
+    assert all(s.private for s in first.state.slots)  # mainline: guest_memfd slots iff private memory
+    assert {m.gfn for m in first.steps[0].expect.mappings} == {0x40001, 0x100001}
+    invalid = [v for v in vectors[1:] if dict(v.row)["new_attributes"] == "invalid"]
+    assert [v.steps[0].op.attributes for v in invalid] == [axes.UNKNOWN_ATTRIBUTE_BIT]
+    assert len(vectors) == 4 and {v.state.private_ranges for v in vectors[1:]} == {((0x40280, 0x80200),)}
+
+
+def test_two_rows_naming_one_combination_are_an_error(tmp_path):
+    body = _table("tdx-v10", "unmap_gfn_range", V10_COLUMNS,
+                  '["TDX", true, false, true, ["SET_MEM_ATTR"], 0, true, "both", "shared", "range", true, [], []]',
+                  '["TDX", true, false, true, ["SET_MEM_ATTR"], "*", true, "both", "shared", "range", true, [], []]')
+    with pytest.raises(LoadError, match="is also named by row 0") as info:
         _suite(tmp_path, body)
+    assert info.value.key == "table[0].rows[1]"
 
 
-def test_unmap_table_needs_one_profile(tmp_path):
-    body = V10_TABLE.replace('profiles = ["tdx-v10"]', 'profiles = ["tdx-v10", "mainline"]')
-    with pytest.raises(LoadError, match="must list a single profile") as info:
-        _suite(tmp_path, body)
-    assert info.value.key == "table[0].profiles"
-
-
-def test_explicit_private_kind_is_kept_in_a_vm_without_private_memory(tmp_path):
-    body = MAINLINE_TABLE.replace('"SW_PROTECTED"]', '"DEFAULT"]')
-    first = _suite(tmp_path, body).vectors[0]
-    assert _leaf(Root.DIRECT, 0x40401, Level.L4K, Kind.PRIVATE) in first.state.mappings
-
-
-def test_row_failing_vector_rules_names_table_row_and_line(tmp_path):
-    body = MAINLINE_TABLE.replace('true, true, true, "SW_PROTECTED"]', 'true, true, false, "SW_PROTECTED"]', 1)
+def test_unreachable_concrete_row_names_the_rule(tmp_path):
+    body = _table("mainline", "zap_all", '"vm", "tdp_mmu", "rmaps", "present", "decision", "scope", "flush", "warns"',
+                  '["SEV", true, false, "private", "both", "vm", true, []]')
     with pytest.raises(LoadError) as info:
         _suite(tmp_path, body)
-    err = info.value
-    assert (err.line, err.key) == (14, "table[0].rows[0].tdp_mmu")  # row 0, after the 4-line [suite] header
-    assert err.message == "table 'ml' row 0: SW_PROTECTED VMs require tdp_mmu = true"
+    assert info.value.key == "table[0].rows[0].present"
+    assert "private mappings exist only in VMs with private memory" in info.value.message
+    assert "kvm_arch_has_private_mem" in info.value.message
 
 
-def test_column_vocabulary_is_declared_once():
-    names = [c.name for c in COLUMNS]
-    assert len(names) == len(set(names))
-    assert {c.kind for c in COLUMNS} == {"input", "expect"}
-    assert {c.name for c in COLUMNS if c.kind == "expect"} == {"decision", "flush", "warns"}
+def test_columns_are_the_ops_axes():
+    """The loader's input columns and the coverage space are one declaration."""
+    for space in axes.SPACES.values():
+        assert set(space.ops) <= set(TABLE_OPS)
+        for op, op_axes in space.ops.items():
+            names = [a.name for a in op_axes]
+            assert len(names) == len(set(names)) and names[-1] == "present"
+            assert not set(names) & {e.name for e in EXPECTS}
+
+
+def test_every_unreachable_rule_removes_something_and_cites_the_kernel():
+    for space in axes.SPACES.values():
+        used = {rule for op in space.ops for _, rule in space.combinations(op) if rule is not None}
+        assert used == set(space.unreachable), space.profile
+        assert all(rule.reason and "(" in rule.kernel for rule in space.unreachable)
+
+
+def test_explicit_vectors_obey_the_same_vm_rules(tmp_path):
+    body = """\
+[[vector]]
+id = "v"
+description = "d"
+profiles = ["mainline"]
+flags = ["basic"]
+vm = { type = "SW_PROTECTED", tdp_mmu = false }
+
+[[vector.step]]
+op = "zap_all"
+"""
+    with pytest.raises(LoadError) as info:
+        _suite(tmp_path, body)
+    rule = axes.problem(Profile.MAINLINE, {"vm": "SW_PROTECTED", "tdp_mmu": "false", "rmaps": "true"})
+    assert rule is not None and rule.reason in info.value.message and info.value.key == "vector[0].vm.tdp_mmu"
+
+
+def test_profile_axes_differ():
+    assert [a.values for a in axes.V10_SPACE.axes("zap_all") if a.name == "vm"] == [("DEFAULT", "TDX")]
+    assert "slot_private" not in [a.name for a in axes.MAINLINE_SPACE.axes("zap_all")]
+    assert Profile.MAINLINE in axes.SPACES and Profile.TDX_V10 in axes.SPACES
+    assert WarnSite.KVM_UNMAP_GFN_RANGE.value == "kvm_unmap_gfn_range"
