@@ -62,6 +62,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_coverage(args: argparse.Namespace) -> int:
     report = coverage.check(args.paths)
+    if args.list_unreachable:
+        for profile in report.profiles:
+            print("\n".join(coverage.unreachable_lines(profile.profile)))
     print(coverage.render(report, limit=args.limit))
     return 0 if report.ok else 1
 
@@ -77,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                         "combination exactly once; count vectors")):
         p = sub.add_parser(name, help=text)
         p.add_argument("paths", nargs="*", default=["suites"])
-        p.set_defaults(func=func, limit=20)
+        p.set_defaults(func=func, limit=20, list_unreachable=False)
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
+    sub.choices["coverage"].add_argument("--list-unreachable", action="store_true",
+                                         help="print every unreachable combination with the rule that removes it")
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -115,6 +115,13 @@ def show(combo: Combination) -> str:
     return " ".join(f"{k}={v}" for k, v in combo)
 
 
+def unreachable_lines(profile: Profile) -> list[str]:
+    """Every unreachable combination of a profile's space with the rule that removes it."""
+    space = axes.SPACES[profile]
+    return [f"{profile.value}: {show(combo)}: {rule.name}: {rule.reason}"
+            for op in space.ops for combo, rule in space.combinations(op) if rule is not None]
+
+
 def render(report: Report, limit: int = 20) -> str:
     out: list[str] = [f"load error: {e}" for e in report.errors]
     for p in report.profiles:

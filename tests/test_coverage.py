@@ -57,6 +57,11 @@ def test_cli_exit_status(tmp_path, capsys):
     assert main(["coverage", str(ROOT / "suites")]) == 0
     out = capsys.readouterr().out
     assert "profile tdx-v10:" in out and "profile mainline:" in out and "unreachable" in out
+    assert main(["coverage", "--list-unreachable", str(ROOT / "suites")]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tdx-v10: op=")]
+    assert len(listed) == 1792 - 336
+    assert "tdx-v10: op=zap_all vm=TDX tdp_mmu=false rmaps=false slot_private=false present=none: tdx-needs-tdp-mmu: " \
+           "TDX cannot be enabled without the TDP MMU" in listed
     _write(tmp_path, "a.toml", '["DEFAULT", true, false, "*", "both", "vm", false, []]')
     assert main(["coverage", str(tmp_path)]) == 1
     (tmp_path / "bad.toml").write_text("[suite]\nformat = 2\n")
