@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .contract import BackendInfo
-from . import coverage
+from . import coverage, killmatrix
 from .load import LoadError, load_file, suite_files
 from .registry import discover
 
@@ -69,6 +70,30 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_kill_matrix(args: argparse.Namespace) -> int:
+    registry = discover()
+    registry.collect_mutants()
+    for error in registry.errors:
+        print(f"plugin error: {error.source}: {error.message}")
+    mutants = [m for name, m in sorted(registry.mutants.items()) if not args.mutant or name in args.mutant]
+    if not mutants:
+        print("no mutants registered (install plugins/mutants)")
+        return 1
+    vectors = []
+    for path in suite_files(args.paths):
+        try:
+            vectors.extend(load_file(path).vectors)
+        except LoadError as err:
+            print(err)
+            return 1
+    results = killmatrix.run_matrix(mutants, vectors)
+    print(killmatrix.render(results, Path.cwd()))
+    if args.killers:
+        for result in results:
+            print(f"{result.name}: " + (", ".join(result.killers[:args.killers]) or "-"))
+    return 1 if any(r.survived for r in results) or registry.errors else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         p.add_argument("paths", nargs="*", default=["suites"])
         p.set_defaults(func=func, limit=20, list_unreachable=False)
+    kill = sub.add_parser("kill-matrix", help="run the suite against every mutant backend; fail if one survives")
+    kill.add_argument("paths", nargs="*", default=["suites"])
+    kill.add_argument("--mutant", action="append", default=[], help="only this mutant (repeatable)")
+    kill.add_argument("--killers", type=int, default=0, metavar="N", help="also list up to N killing items per mutant")
+    kill.set_defaults(func=cmd_kill_matrix)
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
     sub.choices["coverage"].add_argument("--list-unreachable", action="store_true",
                                          help="print every unreachable combination with the rule that removes it")

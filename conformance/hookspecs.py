@@ -27,3 +27,10 @@ def conformance_backend() -> Optional["Backend"]:
     constructor; a backend that cannot run returns itself with
     `info.unavailable` set to the reason rather than raising.
     """
+
+
+@hookspec
+def conformance_mutants() -> list["Backend"]:
+    """Return deliberately broken backends (opt-in): `python -m conformance
+    kill-matrix` runs the suite against each and reports which vectors kill
+    it. The runner never collects them as ordinary backends."""

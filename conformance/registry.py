@@ -25,6 +25,7 @@ class Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.backends: dict[str, Backend] = {}
+        self.mutants: dict[str, Backend] = {}
         self.errors: list[PluginError] = []
 
     def load_entry_points(self, group: str = hookspecs.ENTRY_POINT_GROUP) -> None:
@@ -57,6 +58,18 @@ class Registry:
                 self.errors.append(PluginError(f"plugin {impl.plugin_name}", f"backend name {name!r} already registered"))
                 continue
             self.backends[name] = backend
+
+
+    def collect_mutants(self) -> None:
+        """Ask each plugin for its mutants (kill-matrix only); errors stay local."""
+        for impl in self.pm.hook.conformance_mutants.get_hookimpls():
+            try:
+                mutants = list(impl.function())
+            except Exception as exc:
+                self.errors.append(PluginError(f"plugin {impl.plugin_name}", f"{type(exc).__name__}: {exc}"))
+                continue
+            for mutant in mutants:
+                self.mutants.setdefault(mutant.info.name, mutant)
 
 
 def discover() -> Registry:

@@ -1,0 +1,87 @@
+"""The kill matrix: which vectors catch which mutant.
+
+A mutant is killed by an item when the item fails or errors on it; a mutant
+no item kills survived, which means the suite does not pin down the rule
+the mutant breaks.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .contract import Backend
+from .model import Vector
+from .timeout import deadline
+from .verdict import judge
+
+
+@dataclass(frozen=True)
+class MutantResult:
+    name: str
+    rule: str
+    kills: Counter  # suite file -> killing items
+    killers: tuple[str, ...]  # "<vector id>[<profile>]" of every killing item
+    ran: int
+
+    @property
+    def survived(self) -> bool:
+        return not self.killers
+
+
+def kills(backend: Backend, vector: Vector, timeout: float) -> list[str]:
+    """The profiles under which the backend fails or breaks on the vector."""
+    caught = []
+    for profile in sorted(vector.profiles & backend.info.profiles):
+        if backend.info.unmet(vector.requires | {f"profile:{profile.value}"}):
+            continue
+        try:
+            with deadline(timeout):
+                observation = backend.run(vector, profile)
+            failed = not judge(vector, observation, backend.info.observables).passed
+        except Exception:  # a crash or timeout is a detection too
+            failed = True
+        if failed:
+            caught.append(profile.value)
+    return caught
+
+
+def run_matrix(mutants: Sequence[Backend], vectors: Sequence[Vector], timeout: float = 10.0) -> list[MutantResult]:
+    results = []
+    for mutant in mutants:
+        counts: Counter = Counter()
+        killers = []
+        for vector in vectors:
+            for profile in kills(mutant, vector, timeout):
+                counts[vector.path] += 1
+                killers.append(f"{vector.id}[{profile}]")
+        results.append(MutantResult(mutant.info.name, mutant.info.details.get("rule", ""), counts, tuple(killers),
+                                    len(vectors)))
+    return results
+
+
+def render(results: Sequence[MutantResult], root: Path) -> str:
+    files = sorted({f for r in results for f in r.kills})
+    short = {f: _short(f, root) for f in files}
+    width = max([len(r.name) for r in results] + [6])
+    out = ["kill matrix: killing items per mutant (rows) and vector file (columns)", ""]
+    out += [f"  [{i}] {short[f]}" for i, f in enumerate(files)]
+    out.append("")
+    out.append(f"{'mutant':<{width}}  " + " ".join(f"{f'[{i}]':>5}" for i in range(len(files))) + "  total")
+    for r in results:
+        cells = " ".join(f"{r.kills.get(f, 0) or '.':>5}" for f in files)
+        status = "  SURVIVED" if r.survived else ""
+        out.append(f"{r.name:<{width}}  {cells}  {len(r.killers):>5}{status}")
+    survived = [r.name for r in results if r.survived]
+    out.append("")
+    out.append(f"{len(results) - len(survived)}/{len(results)} mutants killed" +
+               (f"; survived: {', '.join(survived)}" if survived else ""))
+    return "\n".join(out)
+
+
+def _short(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return path
