@@ -1,10 +1,29 @@
 """What a backend declares and what it must do. Backends never see TOML."""
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, runtime_checkable
 
 from .model import Layer, Observable, Observation, Profile, Vector, VmType
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    """Items a backend is declared to fail, e.g. a model of known-buggy code.
+
+    `pattern` is an fnmatch pattern over vector ids; `profile`, if set,
+    limits it to one profile. The runner turns a matching failure into an
+    expected one and a matching pass into a failure (strict): the list must
+    be exactly right.
+    """
+
+    pattern: str
+    reason: str
+    profile: Optional[str] = None
+
+    def matches(self, vector_id: str, profile: str) -> bool:
+        return self.profile in (None, profile) and fnmatch.fnmatchcase(vector_id, self.pattern)
 
 
 @dataclass(frozen=True)
@@ -19,6 +38,7 @@ class BackendInfo:
     unavailable: Optional[str] = None  # why the backend cannot run at all
     explanations: Mapping[str, str] = field(default_factory=dict)  # tag -> why it is missing
     details: Mapping[str, str] = field(default_factory=dict)  # probed facts shown by `conformance backends`
+    known_failures: tuple[KnownFailure, ...] = ()
 
     provided: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -29,6 +49,9 @@ class BackendInfo:
             | frozenset(f"layer:{l.value}" for l in self.layers)
             | frozenset(f"vm:{t.value}" for t in self.vm_types)
             | self.capabilities))
+
+    def known_failure(self, vector_id: str, profile: str) -> Optional[KnownFailure]:
+        return next((k for k in self.known_failures if k.matches(vector_id, profile)), None)
 
     def unmet(self, requires: frozenset[str]) -> list[str]:
         """The requirements this backend does not meet, each with its reason."""

@@ -302,6 +302,14 @@ def get_requires(node: Node) -> frozenset[str]:
     return frozenset(tags)
 
 
+# A spec never intends an indeterminate choice; only a backend may report one.
+EXPECTABLE_DECISIONS = {d.value: d for d in Decision if d is not Decision.INDETERMINATE}
+
+
+def get_decision(node: Node, key: Optional[str], default: Any = REQUIRED) -> Any:
+    return get_choice(node, key, EXPECTABLE_DECISIONS, "decision", default)
+
+
 def v10_attr(node: Node) -> int:
     """tdx-v10 range attribute: "SHARED", "PRIVATE" or a raw integer (invalid values are WARN cases)."""
     if isinstance(node.value, str):
@@ -749,7 +757,7 @@ def _expect(node: Node, op: Operation, vm: Vm, profiles: frozenset[Profile]) -> 
     return Observables(
         mappings=_mappings(node, "mappings", vm, profiles),
         flush=get_bool(node, "flush", None),
-        decision=get_enum(node, "decision", Decision, None),
+        decision=get_decision(node, "decision", None),
         warns=None if warns is None else frozenset(warns),
         errno=None if errno.missing else get_errno(errno),
     )

@@ -79,6 +79,7 @@ class Decision(str, enum.Enum):
     SHARED = "shared"
     PRIVATE = "private"
     BOTH = "both"
+    INDETERMINATE = "indeterminate"  # the choice reads an uninitialised value (a model of buggy code)
 
 
 class GmemFlag(str, enum.Enum):

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional
 import pytest
 
 from .cache import load_cached
-from .contract import Backend
+from .contract import Backend, KnownFailure
 from .load import LoadError
 from .model import Profile, Vector
 from .registry import Registry, discover
@@ -118,6 +118,8 @@ class VectorFile(pytest.File):
                 if profile not in vector.profiles:
                     continue
                 for backend in selection.backends:
+                    if profile not in backend.info.profiles:
+                        continue  # not a claim this backend makes: no item, rather than a skip per vector
                     yield VectorItem.from_parent(
                         self, name=f"{local}[{backend.info.name}:{profile.value}]",
                         vector=vector, profile=profile, backend=backend)
@@ -157,9 +159,22 @@ class VectorItem(pytest.Item):
         if verdict.ignored:
             self.add_report_section("call", "ignored observables",
                                     f"backend {info.name} cannot observe: " + "; ".join(verdict.ignored))
+        known = info.known_failure(self.vector.id, self.profile.value)
+        if known is not None:
+            self.expected_failure(known, verdict)
         self.record("passed" if verdict.passed else "failed", "\n".join(verdict.diffs), verdict.ignored)
         if not verdict.passed:
             raise VectorMismatch(verdict)
+
+    def expected_failure(self, known: KnownFailure, verdict: Verdict) -> None:
+        """A declared failure: failing is expected, passing is an error (strict)."""
+        if verdict.passed:
+            self.record("failed", f"declared to fail ({known.reason}) but passed", verdict.ignored)
+            pytest.fail(f"backend {self.backend.info.name} passed an item it declares to fail: {known.reason}",
+                        pytrace=False)
+        self.record("xfailed", known.reason + "\n" + "\n".join(verdict.diffs), verdict.ignored)
+        self.add_report_section("call", "expected failure", "\n".join(verdict.diffs))
+        pytest.xfail(known.reason)
 
     def rerun_command(self) -> str:
         return f"python -m pytest -p no:xdist {shlex.quote(self.nodeid)}"
@@ -171,6 +186,8 @@ class VectorItem(pytest.Item):
                 f"  backend {self.backend.info.name} {self.backend.info.version}, profile {self.profile.value}"]
         if isinstance(excinfo.value, VectorMismatch):
             body = list(excinfo.value.verdict.diffs)
+        elif isinstance(excinfo.value, (pytest.xfail.Exception, pytest.fail.Exception)):
+            body = [str(excinfo.value)]  # a declared failure, or a declared one that passed: no traceback
         else:
             body = [f"backend {self.backend.info.name} raised {excinfo.typename}: {excinfo.value}",
                     str(super().repr_failure(excinfo, style="short"))]

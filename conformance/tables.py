@@ -18,7 +18,7 @@ from . import axes
 from .axes import Axis, Combination, Space
 from .load import (
     FileCtx, Node, check_in_slot, check_keys, check_leaves, check_mapping, check_slot, check_slot_set, check_step,
-    check_vm, get_bool, get_choice, get_enum, get_enum_list, get_flag_refs, get_id, get_list, get_profiles, get_str,
+    check_vm, get_bool, get_choice, get_decision, get_enum, get_enum_list, get_flag_refs, get_id, get_list, get_profiles, get_str,
     get_strings, get_text, make_vector, get_errno,
 )
 from .model import (
@@ -103,7 +103,7 @@ def _scope(node: Node) -> str:
 
 
 EXPECTS: tuple[Expect, ...] = (
-    Expect("decision", lambda n: get_enum(n, None, Decision)),
+    Expect("decision", lambda n: get_decision(n, None)),
     Expect("scope", _scope),
     Expect("rmap_scope", _scope, required=False),  # where shadow leaves go, when it differs from scope
     Expect("flush", get_bool),

@@ -68,7 +68,7 @@ FLAGS = textwrap.dedent('''\
 VENDOR = textwrap.dedent('''\
     import time
     from dataclasses import replace
-    from conformance.contract import BackendInfo
+    from conformance.contract import BackendInfo, KnownFailure
     from conformance.hookspecs import hookimpl
     from conformance.model import Layer, Observable, Profile, VmType
     from conformance_reference.plugin import ReferenceBackend
@@ -81,7 +81,9 @@ VENDOR = textwrap.dedent('''\
             vm_types=frozenset(VmType),
             observables=frozenset(Observable) - ({{Observable.DECISION}} if MODE == "blind" else set()),
             capabilities=ReferenceBackend.info.capabilities - ({{"mmu:tdp"}} if MODE == "no-tdp" else set()),
-            explanations={{"mmu:tdp": "acme silicon has no TDP"}} if MODE == "no-tdp" else {{}})
+            explanations={{"mmu:tdp": "acme silicon has no TDP"}} if MODE == "no-tdp" else {{}},
+            known_failures=(KnownFailure("scratch::tdx-*", "acme drops flushes", "mainline"),)
+            if MODE in ("known-fail", "known-pass") else ())
 
         def run(self, vector, profile):
             if MODE == "crash":
@@ -89,7 +91,7 @@ VENDOR = textwrap.dedent('''\
             if MODE == "hang":
                 time.sleep(30)
             observation = super().run(vector, profile)
-            if MODE == "drops-flush":
+            if MODE in ("drops-flush", "known-fail"):
                 steps = tuple(replace(s, flush=False) for s in observation.steps)
                 observation = replace(observation, steps=steps)
             return observation
@@ -192,7 +194,7 @@ def test_xdist_collects_the_same_items(tmp_path: Path) -> None:
     out = run_pytest(tmp_path, env, "suites", "-n", "2")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
-    assert re.search(r"^acme +mainline +1 +0 +0 +0 +0$", out.stdout, re.M), out.stdout
+    assert re.search(r"^acme +mainline +1 +0 +0 +0 +0 +0$", out.stdout, re.M), out.stdout
 
 
 def test_import_error_in_a_vendor_plugin_is_reported(tmp_path: Path) -> None:
@@ -242,3 +244,18 @@ def test_vector_cache_sees_an_edited_file(tmp_path: Path) -> None:
     out = run_pytest(tmp_path, env, *cached)
     assert out.returncode == 1
     assert "decision: expected both, observed shared" in out.stdout
+
+
+def test_a_declared_failure_is_expected_and_held_to_it(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "known-fail")
+    out = run_pytest(tmp_path, env, "suites", "--backend", "acme")
+    assert out.returncode == 0, out.stdout
+    assert "1 xfailed" in out.stdout
+    assert re.search(r"^acme +mainline +0 +0 +0 +0 +1 +0$", out.stdout, re.M), out.stdout
+
+
+def test_a_declared_failure_that_passes_fails_the_run(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "known-pass")
+    out = run_pytest(tmp_path, env, "suites", "--backend", "acme")
+    assert out.returncode == 1, out.stdout
+    assert "passed an item it declares to fail: acme drops flushes" in out.stdout
