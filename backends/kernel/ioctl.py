@@ -26,6 +26,7 @@ KVM_SET_MSRS = 0x4008AE89
 KVM_SET_CPUID2 = 0x4008AE90
 KVM_ENABLE_CAP = 0x4068AEA3
 KVM_GET_STATS_FD = 0xAECE
+KVM_SET_MEMORY_ATTRIBUTES = 0x4020AED2
 KVM_CREATE_GUEST_MEMFD = 0xC040AED4
 
 # KVM_CHECK_EXTENSION capabilities
@@ -171,6 +172,11 @@ class EnableCap(ctypes.Structure):
 
 class CreateGuestMemfd(ctypes.Structure):
     _fields_ = [("size", ctypes.c_uint64), ("flags", ctypes.c_uint64), ("reserved", ctypes.c_uint64 * 6)]
+
+
+class MemoryAttributes(ctypes.Structure):
+    _fields_ = [("address", ctypes.c_uint64), ("size", ctypes.c_uint64),
+                ("attributes", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
 
 
 MAX_CPUID_ENTRIES = 256

@@ -30,6 +30,8 @@ class Probe:
     smm: bool
     address_spaces: int
     binary_stats: bool
+    nr_memslots: int
+    phys_bits: int  # guest MAXPHYADDR from KVM_GET_SUPPORTED_CPUID leaf 0x80000008
     tdp_mmu: Optional[str]  # the module parameter as read, None when unreadable
     tracefs: bool  # writable by this process (root); optional extra
 
@@ -85,8 +87,23 @@ def probe(path: str) -> Probe:
             smm=bool(check(fd, k.KVM_CAP_X86_SMM)),
             address_spaces=check(fd, k.KVM_CAP_MULTI_ADDRESS_SPACE) or 1,
             binary_stats=bool(check(fd, k.KVM_CAP_BINARY_STATS_FD)),
+            nr_memslots=check(fd, k.KVM_CAP_NR_MEMSLOTS),
+            phys_bits=phys_bits(supported_cpuid(fd)),
             tdp_mmu=read_param(TDP_MMU_PARAM),
             tracefs=os.access(TRACEFS / "instances", os.W_OK),
         )
     finally:
         os.close(fd)
+
+
+def supported_cpuid(fd: int) -> k.Cpuid2:
+    cpuid = k.Cpuid2(nent=k.MAX_CPUID_ENTRIES)
+    k.ioctl(fd, k.KVM_GET_SUPPORTED_CPUID, cpuid)
+    return cpuid
+
+
+def phys_bits(cpuid: k.Cpuid2) -> int:
+    for i in range(cpuid.nent):
+        if cpuid.entries[i].function == 0x80000008:
+            return cpuid.entries[i].eax & 0xFF
+    return 36  # the architectural default without the leaf

@@ -212,13 +212,15 @@ class LiveVm:
         """One bounded pass over data pages [first, first + count)."""
         assert self.vcpu is not None and self.sys_mem is not None and self.run_area is not None
         guest.set_pass(self.sys_mem, first, count, mode)
-        signal.setitimer(signal.ITIMER_PROF, PASS_CPU_SECONDS) if self.timed else None
+        if self.timed:
+            signal.setitimer(signal.ITIMER_PROF, PASS_CPU_SECONDS)
         try:
             k.ioctl(self.vcpu, k.KVM_RUN)
         except OSError as err:
             raise GuestError(f"KVM_RUN failed: {err.strerror} (pass {first}+{count} mode {mode})") from None
         finally:
-            signal.setitimer(signal.ITIMER_PROF, 0) if self.timed else None
+            if self.timed:
+                signal.setitimer(signal.ITIMER_PROF, 0)
         run = self.run_area
         reason = int.from_bytes(run[k.RUN_EXIT_REASON:k.RUN_EXIT_REASON + 4], "little")
         phys = int.from_bytes(run[k.RUN_MMIO_PHYS_ADDR:k.RUN_MMIO_PHYS_ADDR + 8], "little")
@@ -247,20 +249,3 @@ class LiveVm:
         k.ioctl(self.vcpu, k.KVM_SET_SREGS, sregs)
         sregs.cr0 = cr0
         k.ioctl(self.vcpu, k.KVM_SET_SREGS, sregs)
-
-
-def supported_cpuid(device: str) -> k.Cpuid2:
-    fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        cpuid = k.Cpuid2(nent=k.MAX_CPUID_ENTRIES)
-        k.ioctl(fd, k.KVM_GET_SUPPORTED_CPUID, cpuid)
-        return cpuid
-    finally:
-        os.close(fd)
-
-
-def phys_bits(cpuid: k.Cpuid2) -> int:
-    for i in range(cpuid.nent):
-        if cpuid.entries[i].function == 0x80000008:
-            return cpuid.entries[i].eax & 0xFF
-    return 36
