@@ -19,25 +19,42 @@ from dataclasses import dataclass
 from typing import Union
 
 PAGE = 4096
+HUGE = 512 * PAGE
 PTES_PER_PAGE = 512
-MAX_DATA_PAGES = 64 * PTES_PER_PAGE  # 64 data page tables
+MAX_DATA_PT = 64  # data page tables: 4K leaves at most 64 * 512
+MAX_HUGE = 510 - MAX_DATA_PT  # PD entries left for 2M leaves
 
 # System slot layout, in pages from its base GPA.
 PML4, PDPT, PD, SYS_PT, CODE, CTRL = range(6)
 DATA_PT0 = 6
 
-# Guest virtual layout: everything under PML4[0]/PDPT[0].
+# Guest virtual layout: everything under PML4[0]/PDPT[0]/PD (VA < 1 GiB).
 CODE_VA = 0x1000
 CTRL_VA = 0x2000
 MMIO_VA = 0x3000
-DATA_VA = 0x200000  # PD[1..]: one guest page table per 512 data pages, never shared with the system PT
+SYS_ALIAS_VA = 0x100000  # every system page again, read by the system pass
+DATA_VA = HUGE  # PD[1..]: one guest page table per 512 4K data pages, never shared with the system PT
 
-PTE_P, PTE_RW, PTE_US = 1, 2, 4
+PTE_P, PTE_RW, PTE_US, PTE_PS = 1, 2, 4, 1 << 7
 PTE_A, PTE_D = 1 << 5, 1 << 6
 TABLE = PTE_P | PTE_RW | PTE_US
 LEAF = PTE_P | PTE_RW | PTE_US  # A/D clear: the walker sets them
 
 MODE_READ, MODE_WRITE = 0, 1
+
+
+def data_tables(small: int) -> int:
+    return -(-small // PTES_PER_PAGE)
+
+
+def va_4k(i: int) -> int:
+    """Guest VA of the i-th 4K data page."""
+    return DATA_VA + i * PAGE
+
+
+def va_2m(small: int, j: int) -> int:
+    """Guest VA of the j-th 2M data page: the PD entries after the data page tables."""
+    return (1 + data_tables(small) + j) * HUGE
 
 
 @dataclass(frozen=True)
@@ -97,16 +114,17 @@ def code() -> bytes:
     ])
 
 
-def sys_pages(data_pages: int) -> int:
-    """Size of the system slot for a guest touching `data_pages` pages."""
-    return DATA_PT0 + max(1, -(-data_pages // PTES_PER_PAGE))
+def sys_pages(small: int) -> int:
+    """Size of the system slot for a guest with `small` 4K data pages."""
+    return DATA_PT0 + max(1, data_tables(small))
 
 
-def build_system(mem: memoryview, sys_gpa: int, mmio_gpa: int, data_gpas: list[int]) -> None:
+def build_system(mem: memoryview, sys_gpa: int, mmio_gpa: int, small: list[int], huge: list[int]) -> None:
     """Write page tables, code and control page into the system slot's memory.
 
-    Data page i is mapped at DATA_VA + i * 4096 -> data_gpas[i], once: one
-    VA per GFN, so one SPTE per GFN (pages_4k counts SPTEs, not GFNs).
+    4K data page i is mapped at va_4k(i) -> small[i] and 2M data page j at
+    va_2m(j) -> huge[j] (a PS=1 PDE), each once: one VA per GFN, so one SPTE
+    per leaf (pages_4k counts SPTEs, not GFNs).
     """
     def gpa(page: int) -> int:
         return sys_gpa + page * PAGE
@@ -120,24 +138,28 @@ def build_system(mem: memoryview, sys_gpa: int, mmio_gpa: int, data_gpas: list[i
     put(SYS_PT, CODE_VA // PAGE, gpa(CODE) | LEAF)
     put(SYS_PT, CTRL_VA // PAGE, gpa(CTRL) | LEAF)
     put(SYS_PT, MMIO_VA // PAGE, mmio_gpa | LEAF)
-    for table in range(-(-len(data_gpas) // PTES_PER_PAGE)):
-        put(PD, DATA_VA // (PAGE * PTES_PER_PAGE) + table, gpa(DATA_PT0 + table) | TABLE)
-    write_data_ptes(mem, data_gpas)
+    for page in range(sys_pages(len(small))):
+        put(SYS_PT, SYS_ALIAS_VA // PAGE + page, gpa(page) | LEAF)
+    for table in range(data_tables(len(small))):
+        put(PD, DATA_VA // HUGE + table, gpa(DATA_PT0 + table) | TABLE)
+    write_data_ptes(mem, small, huge)
     blob = code()
     mem[CODE * PAGE:CODE * PAGE + len(blob)] = blob
 
 
-def write_data_ptes(mem: memoryview, data_gpas: list[int]) -> None:
-    """(Re)write every data PTE with A/D clear.
+def write_data_ptes(mem: memoryview, small: list[int], huge: list[int]) -> None:
+    """(Re)write every data PTE and 2M PDE with A/D clear.
 
     Clearing A before a re-touch stops the shadow MMU's PTE prefetch from
     mapping neighbours of a faulting page (it only prefetches gPTEs with
     A=1), so one fault means exactly one SPTE (live-kernel.md §3b).
     """
-    for i, data_gpa in enumerate(data_gpas):
+    for i, data_gpa in enumerate(small):
         struct.pack_into("<Q", mem, DATA_PT0 * PAGE + i * 8, data_gpa | LEAF)
+    for j, data_gpa in enumerate(huge):
+        struct.pack_into("<Q", mem, PD * PAGE + va_2m(len(small), j) // HUGE * 8, data_gpa | LEAF | PTE_PS)
 
 
-def set_pass(mem: memoryview, first: int, count: int, mode: int) -> None:
-    """Program the next pass: data pages [first, first + count)."""
-    struct.pack_into("<QQQ", mem, CTRL * PAGE, DATA_VA + first * PAGE, count, mode)
+def set_pass(mem: memoryview, va: int, count: int, mode: int) -> None:
+    """Program the next pass: `count` pages from guest VA `va`, 4 KiB apart."""
+    struct.pack_into("<QQQ", mem, CTRL * PAGE, va, count, mode)

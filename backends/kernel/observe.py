@@ -20,8 +20,8 @@ def observe(s: Session) -> frozenset[Mapping]:
     if not s.present:
         return frozenset()  # nothing can come back: the guest only touches on request
     live = [c for c in s.layout.candidates if c.index in s.present and s.live(c)]
-    guest.write_data_ptes(s.vm.sys_mem, s.layout.data_gpas)  # A/D clear: no prefetch on re-touch
-    s.vm.run_pass(0, 0, guest.MODE_READ)  # brings back only the system pages, if they went
+    guest.write_data_ptes(s.vm.sys_mem, s.layout.small, s.layout.huge)  # A/D clear: no prefetch on re-touch
+    s.vm.system_pass()  # brings back only the system pages, if they went
     count = s.pages() - s.sys_sptes
     if count == 0:
         present = set()
@@ -39,19 +39,19 @@ def observe(s: Session) -> frozenset[Mapping]:
 
 
 def retouch(s: Session, live: list) -> set[int]:
-    """One read pass per page: a refault means its SPTE was gone. The
-    refaulted ones are zapped again (MADV_DONTNEED of that page) so the next
-    step starts from the observed state."""
+    """One read pass per leaf: a refault means its SPTE was gone. The
+    refaulted ones are zapped again (MADV_DONTNEED of the leaf's range) so
+    the next step starts from the observed state."""
     present, refaulted = set(), []
     for c in live:
         before = s.vm.pf_fixed()
-        s.vm.run_pass(c.index, 1, guest.MODE_READ)
+        s.vm.run_pass(c.va, 1, guest.MODE_READ)
         if s.vm.pf_fixed() == before:
             present.add(c.index)
         else:
             refaulted.append(c)
-    for c in refaulted:
-        k.madvise(s.region_of(c).hva(c.gpa), guest.PAGE, k.MADV_DONTNEED)
+    for c in refaulted:  # the whole leaf's range: a 2M re-touch may have made 4K SPTEs
+        k.madvise(s.region_of(c).hva(c.gpa), c.size, k.MADV_DONTNEED)
     if s.pages() - s.sys_sptes != len(present):
         raise GuestError("re-zapping the re-touched pages did not restore the observed state")
     return present

@@ -36,7 +36,8 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
         "smm": (False, f"as_id 1 needs a guest running in SMM (KVM_CAP_X86_SMM={int(p.smm)}, "
                        f"KVM_CAP_MULTI_ADDRESS_SPACE={p.address_spaces}); this backend's guest runs at 64-bit CPL3 only"),
         "tdx:gpaw48": (False, f"needs a TDX VM: VM type TDX not in {types}"),
-        "huge:2M": (False, "2M SPTEs need guest 2M pages over host THP; not set up by this backend"),
+        "huge:2M": (p.thp in ("always", "madvise"), f"2M SPTEs need host THPs: transparent_hugepage/enabled="
+                                                    f"{p.thp or 'unreadable'}"),
         "huge:1G": (False, "1G SPTEs need guest 1G pages over hugetlbfs 1G pages; not set up by this backend"),
         "invalid_roots": (False, "leaves in roots already marked invalid exist only inside a zap; userspace cannot "
                                  "prepare them"),
@@ -75,6 +76,7 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
         "KVM_CAP_X86_SMM": str(int(p.smm)),
         "KVM_CAP_NR_MEMSLOTS": str(p.nr_memslots),
         "guest MAXPHYADDR": str(p.phys_bits),
+        "transparent_hugepage": p.thp or "unreadable",
         "tracefs": "writable (unused)" if p.tracefs else "not writable by this user (not needed)",
         "observes": "mappings (pages_4k + per-page read re-touch), flush (remote_tlb_flush_requests delta), errno",
         **{f"not observable: {name}": reason for name, reason in NOT_OBSERVABLE.items()},

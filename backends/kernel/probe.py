@@ -12,6 +12,7 @@ DEVICE_ENV = "KVM_CONFORMANCE_DEVICE"
 DEFAULT_DEVICE = "/dev/kvm"
 TDP_MMU_PARAM = Path("/sys/module/kvm/parameters/tdp_mmu")
 TRACEFS = Path("/sys/kernel/tracing")
+THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 VM_TYPE_NAMES = ("DEFAULT", "SW_PROTECTED", "SEV", "SEV_ES", "SNP", "TDX")  # KVM_X86_*_VM = index
 
 
@@ -34,6 +35,7 @@ class Probe:
     phys_bits: int  # guest MAXPHYADDR from KVM_GET_SUPPORTED_CPUID leaf 0x80000008
     tdp_mmu: Optional[str]  # the module parameter as read, None when unreadable
     tracefs: bool  # writable by this process (root); optional extra
+    thp: Optional[str]  # the selected transparent_hugepage mode, None when unreadable
 
     @property
     def vm_type_names(self) -> tuple[str, ...]:
@@ -67,6 +69,13 @@ def read_param(path: Path) -> Optional[str]:
         return None
 
 
+def selected(choices: Optional[str]) -> Optional[str]:
+    """'always [madvise] never' -> 'madvise'."""
+    if choices is None or "[" not in choices:
+        return choices
+    return choices.split("[", 1)[1].split("]", 1)[0]
+
+
 def probe(path: str) -> Probe:
     """Probe the device at `path`; raises OSError when it cannot be opened."""
     fd = open_device(path)
@@ -91,6 +100,7 @@ def probe(path: str) -> Probe:
             phys_bits=phys_bits(supported_cpuid(fd)),
             tdp_mmu=read_param(TDP_MMU_PARAM),
             tracefs=os.access(TRACEFS / "instances", os.W_OK),
+            thp=selected(read_param(THP_ENABLED)),
         )
     finally:
         os.close(fd)

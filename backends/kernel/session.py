@@ -31,22 +31,25 @@ class Session:
         for slot in state.slots:
             flags = (k.KVM_MEM_LOG_DIRTY_PAGES if slot.log_dirty else 0) | (k.KVM_MEM_READONLY if slot.readonly else 0)
             gmem = gmem_bits(slot) if slot.private else None
-            self.regions[slot.id] = self.vm.add_region(slot.id, slot.base_gfn * guest.PAGE, slot.npages, flags, gmem)
+            self.regions[slot.id] = self.vm.add_region(slot.id, slot.base_gfn * guest.PAGE, slot.npages, flags, gmem,
+                                                       huge=self.layout.huge_in(slot.id))
             self.origin[slot.id] = slot.base_gfn * guest.PAGE
         if not self.layout.candidates:
             return
         self.vm.start_guest(self.cpuid, self.layout.sys_slot, self.layout.sys_gpa, self.layout.mmio_gpa,
-                            self.layout.data_gpas)
-        self.vm.run_pass(0, 0, guest.MODE_READ)
+                            self.layout.small, self.layout.huge)
+        self.vm.system_pass()
         self.sys_sptes = self.pages()
         slots = {s.id: s for s in state.slots}
         for run in runs(self.layout.candidates):
             mode = guest.MODE_READ if slots[run[0].slot].readonly else guest.MODE_WRITE
-            self.vm.run_pass(run[0].index, len(run), mode)
+            self.vm.run_pass(run[0].va, len(run), mode)
         self.present = {c.index for c in self.layout.candidates}
         made = self.pages() - self.sys_sptes
-        if made != len(self.present):
-            raise GuestError(f"populating {len(self.present)} pages made {made} leaf SPTEs")
+        huge = self.vm.stats.read("pages_2m")
+        if made != len(self.present) or huge != len(self.layout.huge):
+            raise GuestError(f"populating {len(self.present)} pages ({len(self.layout.huge)} of them 2M) made "
+                             f"{made} leaf SPTEs ({huge} of them 2M); a 2M leaf needs a host THP")
 
     def pages(self) -> int:
         """Present leaf SPTEs, any level (pages_4k + pages_2m count SPTEs, not GFNs)."""
@@ -70,10 +73,11 @@ def gmem_bits(slot: Slot) -> int:
 
 
 def runs(cands: tuple[Candidate, ...]) -> list[list[Candidate]]:
-    """Consecutive candidates of one slot: one populate pass each."""
+    """Consecutive 4K candidates of one slot, or one 2M candidate: one populate pass each."""
     out: list[list[Candidate]] = []
     for c in cands:
-        if out and out[-1][-1].slot == c.slot:
+        last = out[-1][-1] if out else None
+        if last and last.slot == c.slot and last.size == c.size == guest.PAGE and last.va + guest.PAGE == c.va:
             out[-1].append(c)
         else:
             out.append([c])

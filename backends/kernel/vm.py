@@ -80,7 +80,7 @@ class LiveVm:
         self.run_area: Optional[pymmap.mmap] = None
         self.sys_mem: Optional[memoryview] = None
         self.mmio_gpa = 0
-        self.data_gpas: list[int] = []
+        self.sys_npages = 0
         self.vcpu_stats: Optional[Stats] = None
         self.timed = False
         self.kvm = self.own(os.open(device, os.O_RDWR | os.O_CLOEXEC))
@@ -96,11 +96,18 @@ class LiveVm:
         self.fds.append(fd)
         return fd
 
-    def map(self, length: int, fd: int = -1) -> int:
-        flags = pymmap.MAP_SHARED if fd >= 0 else pymmap.MAP_PRIVATE | pymmap.MAP_ANONYMOUS | k.MAP_NORESERVE
-        addr = k.mmap(length, pymmap.PROT_READ | pymmap.PROT_WRITE, flags, fd)
-        self.maps.append((addr, length))
-        return addr
+    def map(self, length: int, fd: int = -1, align_to: int = 0) -> int:
+        """A shared mapping of `fd`, or anonymous memory placed so that its
+        address is congruent to `align_to` modulo 2 MiB: a huge SPTE needs
+        the host address and the GPA equally aligned (lpage_info)."""
+        if fd >= 0:
+            addr = k.mmap(length, pymmap.PROT_READ | pymmap.PROT_WRITE, pymmap.MAP_SHARED, fd)
+            self.maps.append((addr, length))
+            return addr
+        flags = pymmap.MAP_PRIVATE | pymmap.MAP_ANONYMOUS | k.MAP_NORESERVE
+        raw = k.mmap(length + guest.HUGE, pymmap.PROT_READ | pymmap.PROT_WRITE, flags)
+        self.maps.append((raw, length + guest.HUGE))
+        return raw + (align_to - raw) % guest.HUGE
 
     def close(self) -> None:
         """Release everything; safe to call twice and after a failed init."""
@@ -142,16 +149,23 @@ class LiveVm:
             k.ioctl(self.fd, k.KVM_SET_USER_MEMORY_REGION, r)  # the first 32 bytes are the v1 layout
 
     def add_region(self, kvm_slot: int, gpa: int, npages: int, flags: int = 0,
-                   gmem_flags: Optional[int] = None) -> Region:
+                   gmem_flags: Optional[int] = None, huge: tuple[int, ...] = ()) -> Region:
         """A memslot backed by fresh anonymous memory, or by a guest_memfd
-        (mmap'ed as the userspace address when it allows MMAP)."""
+        (mmap'ed as the userspace address when it allows MMAP). Anonymous
+        memory gets THPs only in the 2 MiB blocks at the GPAs in `huge`:
+        elsewhere a host THP would turn a 4K MADV_DONTNEED into a 2 MiB
+        invalidation (spec §2.3)."""
         gmem_fd = None
         if gmem_flags is not None:
             gmem_fd = self.own(k.ioctl(self.fd, k.KVM_CREATE_GUEST_MEMFD,
                                        k.CreateGuestMemfd(size=npages * PAGE, flags=gmem_flags)))
             flags |= k.KVM_MEM_GUEST_MEMFD
         via_gmem = gmem_fd is not None and gmem_flags & k.GUEST_MEMFD_FLAG_MMAP
-        addr = self.map(npages * PAGE, gmem_fd if via_gmem else -1)
+        addr = self.map(npages * PAGE, gmem_fd if via_gmem else -1, gpa)
+        if not via_gmem:
+            k.madvise(addr, npages * PAGE, k.MADV_NOHUGEPAGE)
+            for block in huge:  # 2 MiB-aligned in both spaces: the VMA splits without an invalidation
+                k.madvise(addr + block - gpa, guest.HUGE, k.MADV_HUGEPAGE)
         region = Region(kvm_slot, gpa, npages, flags, addr, gmem_fd)
         self.set_region(region, gpa, region.size)
         self.regions[kvm_slot] = region
@@ -175,13 +189,13 @@ class LiveVm:
 
     # -- the guest
     def start_guest(self, cpuid: k.Cpuid2, sys_slot: int, sys_gpa: int, mmio_gpa: int,
-                    data_gpas: list[int]) -> None:
+                    small: list[int], huge: list[int]) -> None:
         """System slot (page tables, code, control page) and the vCPU at CPL3."""
-        npages = guest.sys_pages(len(data_gpas))
-        region = self.add_region(sys_slot, sys_gpa, npages)
+        self.sys_npages = guest.sys_pages(len(small))
+        region = self.add_region(sys_slot, sys_gpa, self.sys_npages)
         self.sys_mem = memoryview((ctypes.c_char * region.size).from_address(region.addr)).cast("B")
-        self.mmio_gpa, self.data_gpas = mmio_gpa, list(data_gpas)
-        guest.build_system(self.sys_mem, sys_gpa, mmio_gpa, self.data_gpas)
+        self.mmio_gpa = mmio_gpa
+        guest.build_system(self.sys_mem, sys_gpa, mmio_gpa, small, huge)
         self.create_vcpu(cpuid)
         sregs = k.Sregs()
         k.ioctl(self.vcpu, k.KVM_GET_SREGS, sregs)
@@ -208,16 +222,16 @@ class LiveVm:
         k.ioctl(vcpu, k.KVM_SET_CPUID2, cpuid)
         self.vcpu = vcpu
 
-    def run_pass(self, first: int, count: int, mode: int) -> None:
-        """One bounded pass over data pages [first, first + count)."""
+    def run_pass(self, va: int, count: int, mode: int) -> None:
+        """One bounded pass over `count` pages from guest VA `va`."""
         assert self.vcpu is not None and self.sys_mem is not None and self.run_area is not None
-        guest.set_pass(self.sys_mem, first, count, mode)
+        guest.set_pass(self.sys_mem, va, count, mode)
         if self.timed:
             signal.setitimer(signal.ITIMER_PROF, PASS_CPU_SECONDS)
         try:
             k.ioctl(self.vcpu, k.KVM_RUN)
         except OSError as err:
-            raise GuestError(f"KVM_RUN failed: {err.strerror} (pass {first}+{count} mode {mode})") from None
+            raise GuestError(f"KVM_RUN failed: {err.strerror} (pass {va:#x}+{count} mode {mode})") from None
         finally:
             if self.timed:
                 signal.setitimer(signal.ITIMER_PROF, 0)
@@ -226,7 +240,12 @@ class LiveVm:
         phys = int.from_bytes(run[k.RUN_MMIO_PHYS_ADDR:k.RUN_MMIO_PHYS_ADDR + 8], "little")
         if reason != k.KVM_EXIT_MMIO or phys != self.mmio_gpa or not run[k.RUN_MMIO_IS_WRITE]:
             raise GuestError(f"unexpected exit {k.EXIT_NAMES.get(reason, reason)} (phys {phys:#x}) "
-                             f"in pass {first}+{count} mode {mode}")
+                             f"in pass {va:#x}+{count} mode {mode}")
+
+    def system_pass(self) -> None:
+        """Read every system page through its alias: afterwards each one has
+        a leaf, whatever zapped it, on a shadow or a TDP MMU alike."""
+        self.run_pass(guest.SYS_ALIAS_VA, self.sys_npages, guest.MODE_READ)
 
     def pf_fixed(self) -> int:
         assert self.vcpu_stats is not None
