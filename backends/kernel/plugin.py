@@ -17,6 +17,14 @@ from .session import Session
 from .vm import LiveVm, bounded_passes
 
 OBSERVABLES = frozenset({Observable.MAPPINGS, Observable.FLUSH, Observable.ERRNO})
+# VM types whose guest this backend can start: a plain vCPU with KVM_SET_SREGS.
+LAUNCHABLE = frozenset({VmType.DEFAULT, VmType.SW_PROTECTED})
+LAUNCH_NEEDS = {
+    VmType.TDX: "a TD launch (KVM_TDX_INIT_VM, KVM_TDX_INIT_MEM_REGION, KVM_TDX_FINALIZE_VM) and a TDX module",
+    VmType.SNP: "an SNP launch (KVM_SEV_INIT2, SNP_LAUNCH_START/UPDATE/FINISH) and SEV-SNP firmware",
+    VmType.SEV: "a SEV launch (KVM_SEV_INIT2, LAUNCH_UPDATE_DATA) and SEV firmware",
+    VmType.SEV_ES: "a SEV-ES launch (KVM_SEV_INIT2, LAUNCH_UPDATE_VMSA) and SEV firmware",
+}
 NOT_OBSERVABLE = {
     "decision": "the zap decision is internal to the MMU; the kernel shows only its effect",
     "warns": "WARN_ON_ONCE sites are not observable per call from userspace (dmesg is global and once-only)",
@@ -59,6 +67,9 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
     for t in VmType:
         if t.value not in p.vm_type_names:
             why[f"vm:{t.value}"] = f"VM type {t.value} not in {types}"
+        elif t not in LAUNCHABLE:
+            why[f"vm:{t.value}"] = f"VM type {t.value} is in {types}, but this backend cannot start its guest: " \
+                                   f"that needs {LAUNCH_NEEDS[t]}"
     why["layer:call"] = ("call-layer vectors call MMU functions with internal arguments; a live kernel is "
                          "driven through host events only")
     why[f"profile:{Profile.TDX_V10.value}"] = (f"the live kernel is Linux {p.release}; tdx-v10 is the 2022 TDX v10 "
@@ -104,7 +115,7 @@ class KernelBackend:
         self.info = BackendInfo(
             name="kernel", version=__version__, profiles=frozenset({Profile.MAINLINE}),
             layers=frozenset({Layer.EVENT}),
-            vm_types=frozenset(VmType(n) for n in self.probe.vm_type_names),
+            vm_types=frozenset(VmType(n) for n in self.probe.vm_type_names) & LAUNCHABLE,
             observables=OBSERVABLES, capabilities=caps, explanations=why, details=details)
 
     @staticmethod

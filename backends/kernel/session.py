@@ -34,6 +34,9 @@ class Session:
             self.regions[slot.id] = self.vm.add_region(slot.id, slot.base_gfn * guest.PAGE, slot.npages, flags, gmem,
                                                        huge=self.layout.huge_in(slot.id))
             self.origin[slot.id] = slot.base_gfn * guest.PAGE
+        for lo, hi in state.private_ranges:  # before any access, so private GFNs fault from guest_memfd
+            attrs = k.MemoryAttributes(lo * guest.PAGE, (hi - lo) * guest.PAGE, k.KVM_MEMORY_ATTRIBUTE_PRIVATE, 0)
+            k.ioctl(self.vm.fd, k.KVM_SET_MEMORY_ATTRIBUTES, attrs)
         if not self.layout.candidates:
             return
         self.vm.start_guest(self.cpuid, self.layout.sys_slot, self.layout.sys_gpa, self.layout.mmio_gpa,
