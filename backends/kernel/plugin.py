@@ -6,10 +6,7 @@ from typing import Optional
 
 from conformance.contract import BackendInfo
 from conformance.hookspecs import hookimpl
-from conformance.model import (
-    GmemFlag, Layer, MemoryTypeChange, Observable, Observables, Observation, Profile, Root, Vector, VmDestroy,
-    VmType,
-)
+from conformance.model import GmemFlag, Layer, Observable, Observables, Observation, Profile, Root, Vector, VmType
 
 from . import __version__, actions, layout, observe, probe
 from . import ioctl as k

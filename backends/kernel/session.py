@@ -3,8 +3,6 @@ still believed mapped."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
-
 from conformance.model import GmemFlag, Slot, State
 
 from . import guest
@@ -21,7 +19,7 @@ class Session:
     regions: dict[int, Region] = field(default_factory=dict)  # spec slot id -> live memslot
     origin: dict[int, int] = field(default_factory=dict)  # spec slot id -> GPA the guest's PTEs point at
     present: set[int] = field(default_factory=set)  # candidate indexes whose SPTE is believed present
-    sys_sptes: int = 0  # leaf SPTEs of the system region after any pass (code + control page)
+    sys_sptes: int = 0  # leaf SPTEs of the system slot after a system pass (every system page)
     destroyed: bool = False
 
     def build(self, state: State) -> None:
@@ -65,9 +63,6 @@ class Session:
 
     def region_of(self, c: Candidate) -> Region:
         return self.regions[c.slot]
-
-    def slot_region(self, slot: int) -> Optional[Region]:
-        return self.regions.get(slot)
 
 
 def gmem_bits(slot: Slot) -> int:

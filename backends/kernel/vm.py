@@ -3,7 +3,6 @@ guest, the stats fds; every resource released in close()."""
 from __future__ import annotations
 
 import ctypes
-import errno as E
 import mmap as pymmap
 import os
 import signal
