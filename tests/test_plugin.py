@@ -209,7 +209,7 @@ def test_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:
     env = scratch_project(tmp_path, "ok")
     out = run_pytest(tmp_path, env, "suites", "--backend", "nope")
     assert out.returncode == 4
-    assert "unknown backend(s) nope; registered: acme, reference" in out.stderr
+    assert "unknown backend(s) nope; registered: acme, kernel, reference" in out.stderr
 
 
 def test_cli_lists_backends(tmp_path: Path) -> None:

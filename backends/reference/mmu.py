@@ -35,6 +35,10 @@ class Mmu:
             self.leaves.setdefault(RootKey(m.as_id, m.root, m.invalid), set()).add(m)
         self.warns: set[WarnSite] = set()
         self.remote_flushes = 0
+        # Shadow page tables exist below the roots once a shadow leaf has
+        # existed; leaf zaps leave them, only a zap of every shadow page
+        # removes them (spec §5.6).
+        self.shadow_tables = any(m.root is Root.SHADOW for m in state.mappings)
 
     # -- observation
     def mappings(self) -> frozenset[Mapping]:
@@ -104,9 +108,12 @@ class Mmu:
 
     def zap_all_shadow(self) -> bool:
         """Every shadow page zapped (kvm_mmu_zap_all / obsolete pages); the
-        commit flushes when there was anything below the roots."""
+        commit flushes when there were page tables below the roots, with or
+        without leaves left in them (kvm_mmu_commit_zap_page)."""
         keys = [k for k in self.leaves if k.root is Root.SHADOW]
-        return any([self.zap_root(k) for k in keys])
+        had_leaves = any([self.zap_root(k) for k in keys])
+        had_tables, self.shadow_tables = self.shadow_tables or had_leaves, False
+        return had_tables
 
     # -- slots and attributes
     def slots_overlapping(self, start: int, end: int, as_id: Optional[int] = None) -> list[Slot]:

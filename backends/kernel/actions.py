@@ -1,0 +1,131 @@
+"""Event-layer operations as real host actions (docs/kernel-backend.md).
+
+Every action here is exact: it asks the kernel to invalidate exactly the
+spec's range. munmap/mprotect are never used: at an unaligned VMA split the
+host mm invalidates the enclosing 2 MiB first, so they zap *at least* the
+range (live-kernel.md §4).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from conformance.model import (
+    DisableQuirk, GmemPunchHole, MemoryTypeChange, MemslotDelete, MemslotMove, MmRelease,
+    MmuNotifierInvalidate, Operation, Quirk, SetMemoryAttributes, VmDestroy,
+)
+
+from . import guest
+from . import ioctl as k
+from .session import Session
+
+PAGE = guest.PAGE
+QUIRKS = {Quirk.SLOT_ZAP_ALL: k.KVM_X86_QUIRK_SLOT_ZAP_ALL}
+MTRR_ENABLE, MTRR_VALID, MTRR_UC, MTRR_WB = 1 << 11, 1 << 11, 0, 6
+PAT_ALL_UC = 0  # every PAT entry UC: the strongest memory-type change a guest can make
+
+
+class NotPerformed(Exception):
+    """An operation this backend has no host action for."""
+
+
+def errno_of(action: Callable[[], None]) -> int:
+    try:
+        action()
+    except OSError as err:
+        return err.errno
+    return 0
+
+
+def notifier(s: Session, op: MmuNotifierInvalidate) -> int:
+    """MADV_DONTNEED of the range's backing, slot by slot: exactly [start, end)."""
+    for spec_id, region in sorted(s.regions.items()):
+        if op.as_id != region.kvm_slot >> 16:
+            continue
+        lo = max(op.start * PAGE, region.gpa)
+        hi = min(op.end * PAGE, region.gpa + region.size)
+        if lo < hi:
+            k.madvise(region.hva(lo), hi - lo, k.MADV_DONTNEED)
+    return 0
+
+
+def punch_hole(s: Session, op: GmemPunchHole) -> int:
+    region = s.regions[op.slot]
+    if region.gmem_fd is None:
+        raise NotPerformed(f"slot {op.slot} has no guest_memfd")
+    offset = op.start * PAGE - region.gpa
+    return errno_of(lambda: k.fallocate(region.gmem_fd, k.FALLOC_FL_PUNCH_HOLE | k.FALLOC_FL_KEEP_SIZE,
+                                        offset, (op.end - op.start) * PAGE))
+
+
+def delete(s: Session, op: MemslotDelete) -> int:
+    err = s.vm.delete_region(s.regions[op.slot])
+    if not err:
+        del s.regions[op.slot]
+    return err
+
+
+def move(s: Session, op: MemslotMove) -> int:
+    if (op.new_base_gfn + s.regions[op.slot].npages) * PAGE > s.layout.sys_gpa:
+        raise NotPerformed(f"move target reaches this backend's system region at {s.layout.sys_gpa:#x}")
+    return s.vm.move_region(s.regions[op.slot], op.new_base_gfn * PAGE)
+
+
+def disable_quirk(s: Session, op: DisableQuirk) -> int:
+    return errno_of(lambda: s.vm.disable_quirks(QUIRKS[op.quirk]))
+
+
+def memory_type(s: Session, op: MemoryTypeChange) -> int:
+    """A variable MTRR over the range (UC), MTRRdefType WB, all-UC PAT, and a
+    CR0.CD set-and-restore: every memory-type write a guest can make. The
+    MSRs need a vCPU; a vector without mappings gets one that never runs."""
+    s.vm.create_vcpu(s.cpuid)
+    start, end = op.start * PAGE, op.end * PAGE
+    size = 1 << max(12, (end - start - 1).bit_length())
+    while (start & ~(size - 1)) + size < end:
+        size <<= 1
+    mask = ((1 << s.layout.phys_bits) - 1) & ~(size - 1)
+    msrs = [(k.MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_WB),
+            (k.MSR_MTRR_PHYSBASE0, (start & ~(size - 1)) | MTRR_UC),
+            (k.MSR_MTRR_PHYSMASK0, mask | MTRR_VALID),
+            (k.MSR_IA32_CR_PAT, PAT_ALL_UC)]
+    done = s.vm.set_msrs(msrs)
+    if done != len(msrs):
+        raise NotPerformed(f"KVM_SET_MSRS accepted {done} of {len(msrs)} memory-type MSRs")
+    s.vm.toggle_cr0_cd()
+    return 0
+
+
+def set_attributes(s: Session, op: SetMemoryAttributes) -> int:
+    """Only reached where KVM_CAP_MEMORY_ATTRIBUTES is non-zero."""
+    attrs = k.MemoryAttributes(op.address, op.size, op.attributes, op.flags)
+    return errno_of(lambda: k.ioctl(s.vm.fd, k.KVM_SET_MEMORY_ATTRIBUTES, attrs))
+
+
+def destroy(s: Session, op: VmDestroy) -> int:
+    s.vm.close()
+    s.destroyed = True
+    return 0
+
+
+def mm_release(s: Session, op: MmRelease) -> int:
+    raise NotPerformed("mm_release: the VMM's mm cannot go away under a live VM in this process")
+
+
+ACTIONS: dict[type, Callable] = {
+    MmuNotifierInvalidate: notifier,
+    GmemPunchHole: punch_hole,
+    MemslotDelete: delete,
+    MemslotMove: move,
+    DisableQuirk: disable_quirk,
+    MemoryTypeChange: memory_type,
+    SetMemoryAttributes: set_attributes,
+    VmDestroy: destroy,
+    MmRelease: mm_release,
+}
+
+
+def perform(s: Session, op: Operation) -> int:
+    action = ACTIONS.get(type(op))
+    if action is None:
+        raise NotPerformed(f"{type(op).__name__} is not an event this backend performs")
+    return action(s, op)

@@ -1,0 +1,160 @@
+"""Registers the live-kernel backend as `kernel` (entry point)."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from conformance.contract import BackendInfo
+from conformance.hookspecs import hookimpl
+from conformance.model import GmemFlag, Layer, Observable, Observables, Observation, Profile, Root, Vector, VmType
+
+from . import __version__, actions, layout, observe, probe
+from . import ioctl as k
+from .session import Session
+from .vm import LiveVm, bounded_passes
+
+OBSERVABLES = frozenset({Observable.MAPPINGS, Observable.FLUSH, Observable.ERRNO})
+# VM types whose guest this backend can start: a plain vCPU with KVM_SET_SREGS.
+LAUNCHABLE = frozenset({VmType.DEFAULT, VmType.SW_PROTECTED})
+LAUNCH_NEEDS = {
+    VmType.TDX: "a TD launch (KVM_TDX_INIT_VM, KVM_TDX_INIT_MEM_REGION, KVM_TDX_FINALIZE_VM) and a TDX module",
+    VmType.SNP: "an SNP launch (KVM_SEV_INIT2, SNP_LAUNCH_START/UPDATE/FINISH) and SEV-SNP firmware",
+    VmType.SEV: "a SEV launch (KVM_SEV_INIT2, LAUNCH_UPDATE_DATA) and SEV firmware",
+    VmType.SEV_ES: "a SEV-ES launch (KVM_SEV_INIT2, LAUNCH_UPDATE_VMSA) and SEV firmware",
+}
+NOT_OBSERVABLE = {
+    "decision": "the zap decision is internal to the MMU; the kernel shows only its effect",
+    "warns": "WARN_ON_ONCE sites are not observable per call from userspace (dmesg is global and once-only)",
+}
+
+
+def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, str]]:
+    """Capability tags this kernel meets, the reason for each it does not, and the probed facts."""
+    tdp = f"tdp_mmu={p.tdp_mmu or 'unreadable'}"
+    types = f"KVM_CAP_VM_TYPES={p.vm_types:#x}"
+    gflags = {GmemFlag.MMAP: k.GUEST_MEMFD_FLAG_MMAP, GmemFlag.INIT_SHARED: k.GUEST_MEMFD_FLAG_INIT_SHARED}
+    gmem_ok = p.guest_memfd and p.user_memory2
+    have = {
+        "mmu:shadow": (not p.tdp_mmu_on, f"TDP MMU on: {tdp}"),
+        "mmu:tdp": (p.tdp_mmu_on, f"TDP MMU off: {tdp}"),
+        "rmaps:nested": (False, f"rmaps beside the TDP MMU need a nested (L2) guest, which this backend does not run; {tdp}"),
+        "smm": (False, f"as_id 1 needs a guest running in SMM (KVM_CAP_X86_SMM={int(p.smm)}, "
+                       f"KVM_CAP_MULTI_ADDRESS_SPACE={p.address_spaces}); this backend's guest runs at 64-bit CPL3 only"),
+        "tdx:gpaw48": (False, f"needs a TDX VM: VM type TDX not in {types}"),
+        "huge:2M": (p.thp in ("always", "madvise"), f"2M SPTEs need host THPs: transparent_hugepage/enabled="
+                                                    f"{p.thp or 'unreadable'}"),
+        "huge:1G": (False, "1G SPTEs need guest 1G pages over hugetlbfs 1G pages; not set up by this backend"),
+        "invalid_roots": (False, "leaves in roots already marked invalid exist only inside a zap; userspace cannot "
+                                 "prepare them"),
+        "private_slot": (gmem_ok, f"guest_memfd memslots need KVM_CAP_GUEST_MEMFD={int(p.guest_memfd)} and "
+                                  f"KVM_CAP_USER_MEMORY2={int(p.user_memory2)}"),
+        "gmem:punch_hole": (gmem_ok, f"needs KVM_CAP_GUEST_MEMFD (={int(p.guest_memfd)})"),
+        "memory_attributes": (bool(p.memory_attributes), "private memory needs KVM_CAP_MEMORY_ATTRIBUTES "
+                                                         f"(={p.memory_attributes} on this kernel)"),
+        "quirk:SLOT_ZAP_ALL": (bool(p.quirks & k.KVM_X86_QUIRK_SLOT_ZAP_ALL),
+                               f"KVM_X86_QUIRK_SLOT_ZAP_ALL not in KVM_CAP_DISABLE_QUIRKS2={p.quirks:#x}"),
+        "dirty_logging": (True, ""),
+        "readonly_slot": (p.readonly_mem, "KVM_CAP_READONLY_MEM=0"),
+    }
+    for flag, bit in gflags.items():
+        have[f"gmem:{flag.value}"] = (gmem_ok and bool(p.gmem_flags & bit),
+                                      f"GUEST_MEMFD_FLAG_{flag.value} not in KVM_CAP_GUEST_MEMFD_FLAGS={p.gmem_flags:#x}")
+    caps = frozenset(tag for tag, (ok, _) in have.items() if ok)
+    why = {tag: reason for tag, (ok, reason) in have.items() if not ok}
+    for t in VmType:
+        if t.value not in p.vm_type_names:
+            why[f"vm:{t.value}"] = f"VM type {t.value} not in {types}"
+        elif t not in LAUNCHABLE:
+            why[f"vm:{t.value}"] = f"VM type {t.value} is in {types}, but this backend cannot start its guest: " \
+                                   f"that needs {LAUNCH_NEEDS[t]}"
+    why["layer:call"] = ("call-layer vectors call MMU functions with internal arguments; a live kernel is "
+                         "driven through host events only")
+    why[f"profile:{Profile.TDX_V10.value}"] = (f"the live kernel is Linux {p.release}; tdx-v10 is the 2022 TDX v10 "
+                                               "design, which no running kernel implements")
+    details = {
+        "device": p.device,
+        "kernel": p.release,
+        "KVM_GET_API_VERSION": str(p.api_version),
+        "KVM_CAP_VM_TYPES": f"{p.vm_types:#x} ({', '.join(p.vm_type_names)})",
+        "tdp_mmu": p.tdp_mmu or "unreadable",
+        "KVM_CAP_GUEST_MEMFD": f"{int(p.guest_memfd)} (flags {p.gmem_flags:#x})",
+        "KVM_CAP_MEMORY_ATTRIBUTES": f"{p.memory_attributes:#x}",
+        "KVM_CAP_DISABLE_QUIRKS2": f"{p.quirks:#x}",
+        "KVM_CAP_READONLY_MEM": str(int(p.readonly_mem)),
+        "KVM_CAP_X86_SMM": str(int(p.smm)),
+        "KVM_CAP_NR_MEMSLOTS": str(p.nr_memslots),
+        "guest MAXPHYADDR": str(p.phys_bits),
+        "transparent_hugepage": p.thp or "unreadable",
+        "tracefs": "writable (unused)" if p.tracefs else "not writable by this user (not needed)",
+        "observes": "mappings (pages_4k + per-page read re-touch), flush (remote_tlb_flush_requests delta), errno",
+        **{f"not observable: {name}": reason for name, reason in NOT_OBSERVABLE.items()},
+    }
+    return caps, why, details
+
+
+class KernelBackend:
+    def __init__(self, device: Optional[str] = None) -> None:
+        self.device = device or probe.device_path()
+        self.probe: Optional[probe.Probe] = None
+        self._cpuid: Optional[k.Cpuid2] = None
+        try:
+            self.probe = probe.probe(self.device)
+        except OSError as err:
+            self.info = self.unavailable(f"cannot open {self.device}: {err.strerror}")
+            return
+        if self.probe.api_version != k.KVM_API_VERSION:
+            self.info = self.unavailable(f"KVM_GET_API_VERSION={self.probe.api_version}, expected {k.KVM_API_VERSION}")
+            return
+        if not self.probe.binary_stats:
+            self.info = self.unavailable("KVM_CAP_BINARY_STATS_FD=0: no way to count SPTEs")
+            return
+        caps, why, details = describe(self.probe)
+        self.info = BackendInfo(
+            name="kernel", version=__version__, profiles=frozenset({Profile.MAINLINE}),
+            layers=frozenset({Layer.EVENT}),
+            vm_types=frozenset(VmType(n) for n in self.probe.vm_type_names) & LAUNCHABLE,
+            observables=OBSERVABLES, capabilities=caps, explanations=why, details=details)
+
+    @staticmethod
+    def unavailable(reason: str) -> BackendInfo:
+        return BackendInfo(name="kernel", version=__version__, profiles=frozenset({Profile.MAINLINE}),
+                           layers=frozenset({Layer.EVENT}), vm_types=frozenset(), observables=OBSERVABLES,
+                           unavailable=reason)
+
+    def cpuid(self) -> k.Cpuid2:
+        if self._cpuid is None:  # one table per process: ctypes objects per vector leak (live-kernel.md §6)
+            fd = probe.open_device(self.device)
+            try:
+                self._cpuid = probe.supported_cpuid(fd)
+            finally:
+                os.close(fd)
+        return self._cpuid
+
+    def run(self, vector: Vector, profile: Profile) -> Observation:
+        assert self.probe is not None, self.info.unavailable
+        root = Root.DIRECT if self.probe.tdp_mmu_on else Root.SHADOW
+        plan = layout.plan(vector.state, root, self.probe.phys_bits, self.probe.nr_memslots)
+        vm_type = list(VmType).index(vector.state.vm.type)
+        steps: list[Observables] = []
+        with bounded_passes() as timed, LiveVm(self.device, vm_type) as vm:
+            vm.timed = timed
+            s = Session(vm, plan, self.cpuid())
+            if not vector.state.vm.slot_zap_all:
+                vm.disable_quirks(k.KVM_X86_QUIRK_SLOT_ZAP_ALL)
+            s.build(vector.state)
+            for step in vector.steps:
+                if s.destroyed:
+                    raise actions.NotPerformed("a step after vm_destroy")
+                flushes = vm.stats.read("remote_tlb_flush_requests")
+                errno = actions.perform(s, step.op)
+                if s.destroyed:  # nothing of a destroyed VM is left to look at
+                    steps.append(Observables(errno=errno))
+                    continue
+                flushed = vm.stats.read("remote_tlb_flush_requests") != flushes
+                steps.append(Observables(mappings=observe.observe(s), flush=flushed, errno=errno))
+        return Observation(steps=tuple(steps))
+
+
+@hookimpl
+def conformance_backend() -> KernelBackend:
+    return KernelBackend()
