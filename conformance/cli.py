@@ -9,6 +9,7 @@ from typing import Sequence
 from .contract import BackendInfo
 from . import coverage, killmatrix
 from .load import LoadError, load_file, suite_files
+from .model import Profile
 from .registry import discover
 
 
@@ -94,6 +95,31 @@ def cmd_kill_matrix(args: argparse.Namespace) -> int:
     return 1 if any(r.survived for r in results) or registry.errors else 0
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from . import fuzz  # Hypothesis is needed here only
+
+    registry = discover()
+    registry.collect_mutants()
+    pool = {**registry.backends, **registry.mutants}
+    names = args.backend or [n for n, b in sorted(registry.backends.items()) if not b.info.unavailable]
+    unknown = [n for n in names if n not in pool]
+    if unknown:
+        print(f"unknown backend(s): {', '.join(unknown)}; known: {', '.join(sorted(pool))}")
+        return 2
+    names = sorted(names, key=lambda n: (n != args.proposer, n))  # the proposer's observation becomes the expectation
+    backends = [pool[n] for n in names]
+    profiles = [Profile(p) for p in args.profile] or list(Profile)
+    print(f"fuzzing {args.examples} cases over {', '.join(names)} ({', '.join(p.value for p in profiles)})")
+    finding = fuzz.search(backends, profiles, args.examples, args.seed)
+    if finding is None:
+        print("no disagreement found")
+        return 0
+    path = fuzz.write_finding(finding, Path(args.out), args.seed)
+    print("disagreement:\n  " + "\n  ".join(finding.differences))
+    print(f"written: {path}")
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     kill.add_argument("--mutant", action="append", default=[], help="only this mutant (repeatable)")
     kill.add_argument("--killers", type=int, default=0, metavar="N", help="also list up to N killing items per mutant")
     kill.set_defaults(func=cmd_kill_matrix)
+    fz = sub.add_parser("fuzz", help="differential fuzzing across backends; writes a TOML vector per disagreement")
+    fz.add_argument("--backend", action="append", default=[], help="backends (and mutants) to compare; "
+                    "default every available backend")
+    fz.add_argument("--profile", action="append", default=[], choices=[p.value for p in Profile])
+    fz.add_argument("--examples", type=int, default=2000, help="cases to try (default 2000)")
+    fz.add_argument("--seed", type=int, default=None, help="Hypothesis seed, for a reproducible run")
+    fz.add_argument("--proposer", default="reference", help="whose observation a written vector expects")
+    fz.add_argument("--out", default="fuzz-findings", help="directory for written vectors")
+    fz.set_defaults(func=cmd_fuzz)
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
     sub.choices["coverage"].add_argument("--list-unreachable", action="store_true",
                                          help="print every unreachable combination with the rule that removes it")
