@@ -52,9 +52,16 @@ def test_unobservable_expectation_is_ignored_not_failed() -> None:
     assert verdict.ignored == ("step 1 (unmap_gfn_range, line 29): decision",)
 
 
-def test_none_observation_counts_as_unobservable() -> None:
-    verdict = judge(VECTOR, Observation(steps=(Observables(mappings=EXPECTED.mappings),)), EVERYTHING)
+def test_an_explained_none_counts_as_unobservable() -> None:
+    seen = Observation(steps=(Observables(mappings=EXPECTED.mappings),), notes=("flush counter unreadable",))
+    verdict = judge(VECTOR, seen, EVERYTHING)
     assert verdict.passed and len(verdict.ignored) == 3
+
+
+def test_an_unexplained_none_for_a_declared_observable_fails() -> None:
+    verdict = judge(VECTOR, Observation(steps=(Observables(mappings=EXPECTED.mappings),)), EVERYTHING)
+    assert not verdict.passed and not verdict.ignored
+    assert len(verdict.diffs) == 3 and all("declares it observable but reported nothing" in d for d in verdict.diffs)
 
 
 def test_wrong_number_of_steps_fails() -> None:

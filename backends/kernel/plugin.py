@@ -136,6 +136,7 @@ class KernelBackend:
         plan = layout.plan(vector.state, root, self.probe.phys_bits, self.probe.nr_memslots)
         vm_type = list(VmType).index(vector.state.vm.type)
         steps: list[Observables] = []
+        notes: list[str] = []
         with bounded_passes() as timed, LiveVm(self.device, vm_type) as vm:
             vm.timed = timed
             s = Session(vm, plan, self.cpuid())
@@ -149,10 +150,11 @@ class KernelBackend:
                 errno = actions.perform(s, step.op)
                 if s.destroyed:  # nothing of a destroyed VM is left to look at
                     steps.append(Observables(errno=errno))
+                    notes.append("vm_destroy: no VM is left to observe, so mappings and flush are not reported")
                     continue
                 flushed = vm.stats.read("remote_tlb_flush_requests") != flushes
                 steps.append(Observables(mappings=observe.observe(s), flush=flushed, errno=errno))
-        return Observation(steps=tuple(steps))
+        return Observation(steps=tuple(steps), notes=tuple(notes))
 
 
 @hookimpl
