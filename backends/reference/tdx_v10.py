@@ -106,10 +106,12 @@ def zap_memslot(mmu: Mmu, slot: Slot) -> Decision:
 def zap_all_fast(mmu: Mmu) -> Decision:
     """kvm_mmu_zap_all_fast: kvm_tdp_mmu_invalidate_all_roots skips private
     roots (the TDX module cannot swap them), so only shared roots are
-    invalidated and torn down; obsolete shadow pages flush on commit."""
+    invalidated and torn down; obsolete shadow pages flush on commit. In the
+    6.1 base the zap waits for the whole zap workqueue, so shared roots that
+    were already invalid (queued earlier) are gone afterwards too."""
     if mmu.zap_all_shadow():
         mmu.flush_remote_tlbs()
-    for key in list(mmu.tdp_roots(None, (Root.DIRECT,), invalid=False)):
+    for key in list(mmu.tdp_roots(None, (Root.DIRECT,), invalid=True)):
         mmu.zap_root(key)
     return decision_for(mmu, False)
 

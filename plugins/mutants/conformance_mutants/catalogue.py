@@ -57,10 +57,16 @@ MUTANTS: tuple[Mutant, ...] = (
        "        flush = tdp_mmu_zap_leafs(mmu, slot.as_id, slot.base_gfn, slot.end_gfn,\n"
        "                                  mmu.zap_rmaps(slot, slot.base_gfn, slot.end_gfn), zap_private=True)"),
     _m("v10-fast-zap-takes-private-root", "4.4", "the fast zap invalidates the private root too",
-       "tdx_v10", "    for key in list(mmu.tdp_roots(None, (Root.DIRECT,), invalid=False)):\n        mmu.zap_root(key)\n"
+       "tdx_v10", "    for key in list(mmu.tdp_roots(None, (Root.DIRECT,), invalid=True)):\n        mmu.zap_root(key)\n"
                   "    return decision_for(mmu, False)",
-       "    for key in list(mmu.tdp_roots(None, (Root.DIRECT, Root.MIRROR), invalid=False)):\n        mmu.zap_root(key)\n"
+       "    for key in list(mmu.tdp_roots(None, (Root.DIRECT, Root.MIRROR), invalid=True)):\n        mmu.zap_root(key)\n"
        "    return decision_for(mmu, True)"),
+    _m("v10-fast-zap-skips-queued-roots", "4.4", "the fast zap leaves shared roots invalidated earlier (mainline's rule "
+       "applied to the 6.1 base, whose zap waits for the whole workqueue)",
+       "tdx_v10", "    for key in list(mmu.tdp_roots(None, (Root.DIRECT,), invalid=True)):\n        mmu.zap_root(key)\n"
+                  "    return decision_for(mmu, False)",
+       "    for key in list(mmu.tdp_roots(None, (Root.DIRECT,), invalid=False)):\n        mmu.zap_root(key)\n"
+       "    return decision_for(mmu, False)"),
     _m("v10-zap-all-keeps-private-root", "4.4", "kvm_mmu_zap_all leaves the private root",
        "tdx_v10", "    for key in list(mmu.tdp_roots(None, (Root.DIRECT, Root.MIRROR), invalid=True)):\n        mmu.zap_root(key)\n"
                   "    return decision_for(mmu, True)",
@@ -116,6 +122,11 @@ MUTANTS: tuple[Mutant, ...] = (
                    "    return mmu.kinds_in((Root.DIRECT,)) if mmu.vm.tdp_mmu else Decision.BOTH",
        "    for key in list(mmu.tdp_roots(None, (Root.DIRECT, Root.MIRROR), invalid=False)):\n        mmu.zap_root(key)\n"
        "    return mmu.kinds_in((Root.DIRECT, Root.MIRROR)) if mmu.vm.tdp_mmu else Decision.BOTH"),
+    _m("ml-fast-zap-takes-other-invalid-roots", "5.4", "the fast zap also zaps roots another zap invalidated",
+       "mainline", "    for key in list(mmu.tdp_roots(None, (Root.DIRECT,), invalid=False)):\n        mmu.zap_root(key)\n"
+                   "    return mmu.kinds_in((Root.DIRECT,)) if mmu.vm.tdp_mmu else Decision.BOTH",
+       "    for key in list(mmu.tdp_roots(None, (Root.DIRECT,), invalid=True)):\n        mmu.zap_root(key)\n"
+       "    return mmu.kinds_in((Root.DIRECT,)) if mmu.vm.tdp_mmu else Decision.BOTH"),
     _m("ml-zap-all-takes-mirror", "5.4", "kvm_mmu_zap_all tears down valid mirror roots before VM destruction",
        "mainline", "    for key in list(mmu.tdp_roots(None, (Root.DIRECT,), invalid=True)):\n        mmu.zap_root(key)\n"
                    "    return mmu.kinds_in((Root.DIRECT,)) if mmu.vm.tdp_mmu else Decision.BOTH",
