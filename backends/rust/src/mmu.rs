@@ -1,0 +1,230 @@
+//! A VM's MMU state: TDP roots, the shadow MMU's leaves, slots and
+//! attributes, with the primitives both profiles' rules are built from.
+//! No profile policy lives here.
+
+use std::collections::BTreeMap;
+
+use crate::attrs::PrivateRanges;
+use crate::model::{Decision, Mapping, RootKind, Slot, Vm};
+use crate::table::{Leaf, Tree};
+
+/// One TDP MMU root (`struct kvm_mmu_page` with `role.invalid`).
+pub struct TdpRoot {
+    pub as_id: u8,
+    pub kind: RootKind,
+    pub invalid: bool,
+    pub tree: Tree,
+}
+
+/// Which roots a walk visits, as the kernel's root-type mask does.
+#[derive(Clone, Copy)]
+pub struct RootFilter {
+    pub as_id: Option<u8>,
+    pub direct: bool,
+    pub mirror: bool,
+    pub valid: bool,
+    pub invalid: bool,
+}
+
+impl RootFilter {
+    fn matches(&self, root: &TdpRoot) -> bool {
+        let kind = match root.kind {
+            RootKind::Direct => self.direct,
+            RootKind::Mirror => self.mirror,
+            RootKind::Shadow => false,
+        };
+        let validity = if root.invalid { self.invalid } else { self.valid };
+        kind && validity && self.as_id.is_none_or(|a| a == root.as_id)
+    }
+}
+
+pub struct Mmu {
+    pub vm: Vm,
+    pub slots: BTreeMap<u64, Slot>,
+    pub attrs: PrivateRanges,
+    /// TDP roots, newest first as in `kvm->arch.tdp_mmu_roots`.
+    roots: Vec<TdpRoot>,
+    /// The shadow MMU's leaves per address space, found through rmaps.
+    shadow: Vec<Tree>,
+    /// WARN sites fired during the current step.
+    pub warns: u8,
+    /// `kvm_flush_remote_tlbs` calls so far.
+    pub remote_flushes: u64,
+}
+
+impl Mmu {
+    /// Build the initial state. Every address space of a TDP MMU VM has a
+    /// valid direct root (and on TDX a mirror root): its vCPUs have run.
+    pub fn new(vm: Vm, slots: &[Slot], private: &[(u64, u64)], mappings: &[Mapping]) -> Result<Self, String> {
+        let mut mmu = Mmu {
+            vm,
+            slots: slots.iter().map(|s| (s.id, *s)).collect(),
+            attrs: PrivateRanges::new(),
+            roots: Vec::new(),
+            shadow: (0..vm.address_spaces()).map(|_| Tree::new()).collect(),
+            warns: 0,
+            remote_flushes: 0,
+        };
+        for &(start, end) in private {
+            mmu.attrs.set(start, end, true);
+        }
+        if vm.tdp_mmu {
+            for as_id in 0..vm.address_spaces() {
+                // The private root is allocated first, so it sits last.
+                if vm.mirror() {
+                    mmu.roots.insert(0, TdpRoot { as_id, kind: RootKind::Mirror, invalid: false, tree: Tree::new() });
+                }
+                mmu.roots.insert(0, TdpRoot { as_id, kind: RootKind::Direct, invalid: false, tree: Tree::new() });
+            }
+        }
+        for m in mappings {
+            mmu.install(m)?;
+        }
+        Ok(mmu)
+    }
+
+    fn install(&mut self, m: &Mapping) -> Result<(), String> {
+        let leaf = Leaf { gfn: m.gfn, level: m.level, kind: m.kind };
+        let tree = match m.root {
+            RootKind::Shadow => {
+                if !self.vm.rmaps || m.invalid {
+                    return Err(format!("{m:?}: shadow leaves need rmaps and a valid root"));
+                }
+                self.shadow.get_mut(m.as_id as usize).ok_or_else(|| format!("{m:?}: no such address space"))?
+            }
+            kind => {
+                if !self.vm.tdp_mmu || (kind == RootKind::Mirror && !self.vm.mirror()) {
+                    return Err(format!("{m:?}: this VM has no such root"));
+                }
+                let position = self.roots.iter().position(|r| r.as_id == m.as_id && r.kind == kind && r.invalid == m.invalid);
+                let index = match position {
+                    Some(i) => i,
+                    None if m.invalid => {
+                        self.roots.push(TdpRoot { as_id: m.as_id, kind, invalid: true, tree: Tree::new() });
+                        self.roots.len() - 1
+                    }
+                    None => return Err(format!("{m:?}: no such address space")),
+                };
+                &mut self.roots[index].tree
+            }
+        };
+        tree.insert(leaf).map_err(|e| format!("{m:?}: {e}"))
+    }
+
+    // -- observation
+
+    /// Every leaf left, sorted.
+    pub fn mappings(&self) -> Vec<Mapping> {
+        let mut out = Vec::new();
+        for root in &self.roots {
+            out.extend(root.tree.leaves().into_iter().map(|l| mapping(root.as_id, root.kind, root.invalid, l)));
+        }
+        for (as_id, tree) in self.shadow.iter().enumerate() {
+            out.extend(tree.leaves().into_iter().map(|l| mapping(as_id as u8, RootKind::Shadow, false, l)));
+        }
+        out.sort_unstable();
+        out
+    }
+
+    pub fn leaf_count(&self) -> usize {
+        self.roots.iter().map(|r| r.tree.leaf_count()).sum::<usize>()
+            + self.shadow.iter().map(Tree::leaf_count).sum::<usize>()
+    }
+
+    pub fn warn(&mut self, site: u8) {
+        self.warns |= site;
+    }
+
+    pub fn flush_remote_tlbs(&mut self) {
+        self.remote_flushes += 1;
+    }
+
+    /// The decision for walking TDP roots of these kinds (§3.1).
+    pub fn kinds_in(&self, direct: bool, mirror: bool) -> Decision {
+        Decision::of_roots(self.vm.mirror(), direct, mirror)
+    }
+
+    // -- TDP roots
+
+    /// Leaf-zap `[start, end)` memslot GFNs in every root the filter
+    /// selects. `counts(invalid)` says whether a zap in such a root counts
+    /// towards the flush; returns whether any counted zap happened.
+    pub fn zap_leafs(&mut self, filter: RootFilter, start: u64, end: u64, counts: impl Fn(bool) -> bool) -> bool {
+        let alias = self.vm.shared_bit();
+        let mut flush = false;
+        for root in self.roots.iter_mut().filter(|r| filter.matches(r)) {
+            // The TDX alias: a direct root is indexed with the shared bit set.
+            let bit = if root.kind == RootKind::Direct { alias } else { 0 };
+            let zapped = root.tree.zap_range(start | bit, end | bit) > 0;
+            flush |= zapped && counts(root.invalid);
+        }
+        flush
+    }
+
+    /// Tear down every root the filter selects, whole. Invalid roots are
+    /// freed; a valid root is first invalidated, freed, and replaced by a
+    /// fresh one as its vCPUs reload. Returns whether any leaf went.
+    pub fn zap_roots(&mut self, filter: RootFilter) -> bool {
+        let mut zapped = false;
+        let mut fresh = Vec::new();
+        self.roots.retain_mut(|root| {
+            if !filter.matches(root) {
+                return true;
+            }
+            zapped |= root.tree.clear() > 0;
+            if !root.invalid {
+                fresh.push(TdpRoot { as_id: root.as_id, kind: root.kind, invalid: false, tree: Tree::new() });
+            }
+            false
+        });
+        // Reloaded roots are the newest.
+        fresh.extend(self.roots.drain(..));
+        self.roots = fresh;
+        zapped
+    }
+
+    // -- the shadow MMU
+
+    /// `__kvm_rmap_zap_gfn_range`: the slot's shadow leaves in range, every
+    /// level, no private/shared filter.
+    pub fn zap_rmaps(&mut self, slot: &Slot, start: u64, end: u64) -> bool {
+        if !self.vm.rmaps {
+            return false;
+        }
+        let Some((lo, hi)) = slot.clip(start, end) else { return false };
+        self.shadow.get_mut(slot.as_id as usize).is_some_and(|tree| tree.zap_range(lo, hi) > 0)
+    }
+
+    /// Every shadow page zapped; true when there were leaves (their commit flushes).
+    pub fn zap_all_shadow(&mut self) -> bool {
+        self.shadow.iter_mut().fold(false, |any, tree| tree.clear() > 0 || any)
+    }
+
+    // -- slots
+
+    pub fn slot(&self, id: u64) -> Result<Slot, String> {
+        self.slots.get(&id).copied().ok_or_else(|| format!("no slot {id}"))
+    }
+
+    /// Slots overlapping `[start, end)`, optionally of one address space,
+    /// in (as_id, base) order.
+    pub fn slots_overlapping(&self, start: u64, end: u64, as_id: Option<u8>) -> Vec<Slot> {
+        let mut found: Vec<Slot> = self
+            .slots
+            .values()
+            .filter(|s| as_id.is_none_or(|a| a == s.as_id) && s.base_gfn < end && start < s.end_gfn())
+            .copied()
+            .collect();
+        found.sort_by_key(|s| (s.as_id, s.base_gfn));
+        found
+    }
+
+    pub fn slot_overlaps_other(&self, slot: &Slot, new_base: u64) -> bool {
+        let end = new_base.saturating_add(slot.npages);
+        self.slots.values().any(|s| s.id != slot.id && s.as_id == slot.as_id && s.base_gfn < end && new_base < s.end_gfn())
+    }
+}
+
+fn mapping(as_id: u8, root: RootKind, invalid: bool, leaf: Leaf) -> Mapping {
+    Mapping { as_id, root, gfn: leaf.gfn, level: leaf.level, kind: leaf.kind, invalid }
+}
