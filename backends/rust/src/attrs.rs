@@ -51,7 +51,7 @@ impl PrivateRanges {
 
     /// Is no GFN of `[start, end)` private?
     pub fn all_shared(&self, start: u64, end: u64) -> bool {
-        !self.ranges.range(..end).next_back().is_some_and(|(_, hi)| *hi > start)
+        self.ranges.range(..end).next_back().is_none_or(|(_, hi)| *hi <= start)
     }
 }
 

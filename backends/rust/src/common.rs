@@ -1,8 +1,8 @@
 //! What both profiles share: a step's outcome, and the memslot ioctls,
 //! which differ between profiles only in how the old slot is flushed.
 
-use crate::model::{Decision, Slot, EEXIST, EINVAL, PAGE_SIZE};
 use crate::mmu::Mmu;
+use crate::model::{Decision, Slot, EEXIST, EINVAL, PAGE_SIZE};
 
 /// What one operation returns besides the mappings it leaves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,7 +46,12 @@ pub fn memslot_delete(mmu: &mut Mmu, id: u64, flush_memslot: fn(&mut Mmu, &Slot)
 }
 
 /// `KVM_MR_MOVE`: refused moves zap nothing; otherwise as delete, then move.
-pub fn memslot_move(mmu: &mut Mmu, id: u64, new_base: u64, flush_memslot: fn(&mut Mmu, &Slot)) -> Result<Outcome, String> {
+pub fn memslot_move(
+    mmu: &mut Mmu,
+    id: u64,
+    new_base: u64,
+    flush_memslot: fn(&mut Mmu, &Slot),
+) -> Result<Outcome, String> {
     let slot = mmu.slot(id)?;
     let errno = move_errno(mmu, &slot, new_base);
     if errno == 0 {

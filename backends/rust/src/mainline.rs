@@ -2,8 +2,8 @@
 //! attribute filter in the range and the TDP MMU turns it into root types.
 
 use crate::common::{self, byte_range_to_gfns, Outcome};
-use crate::model::{unmap_flag, warn, Decision, Op, Slot, VmType, EINVAL, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE};
 use crate::mmu::{Mmu, RootFilter};
+use crate::model::{unmap_flag, warn, Decision, Op, Slot, VmType, EINVAL, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE};
 
 /// `enum kvm_gfn_range_filter` as two booleans.
 #[derive(Clone, Copy)]
@@ -49,7 +49,14 @@ fn tdp_unmap(mmu: &mut Mmu, slot: &Slot, start: u64, end: u64, (direct, mirror):
 
 /// `kvm_unmap_gfn_range`: the rmap step ignores the filter; the TDP step
 /// receives its result OR the caller's pending flush. No early return.
-fn unmap_gfn_range(mmu: &mut Mmu, slot: &Slot, start: u64, end: u64, filter: Filter, flush_in: bool) -> (bool, Decision) {
+fn unmap_gfn_range(
+    mmu: &mut Mmu,
+    slot: &Slot,
+    start: u64,
+    end: u64,
+    filter: Filter,
+    flush_in: bool,
+) -> (bool, Decision) {
     let flush = mmu.zap_rmaps(slot, start, end) || flush_in;
     if !mmu.vm.tdp_mmu {
         return (flush, Decision::Both);
@@ -148,7 +155,12 @@ fn flush_if(mmu: &mut Mmu, flush: bool) {
 /// an empty or overflowing range, alignment; all -EINVAL.
 fn set_attributes_range(mmu: &Mmu, address: u64, size: u64, attributes: u64, flags: u64) -> Option<(u64, u64)> {
     let supported = if mmu.vm.private_mem() { MEMORY_ATTRIBUTE_PRIVATE } else { 0 };
-    if flags != 0 || attributes & !supported != 0 || size == 0 || address % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+    if flags != 0
+        || attributes & !supported != 0
+        || size == 0
+        || !address.is_multiple_of(PAGE_SIZE)
+        || !size.is_multiple_of(PAGE_SIZE)
+    {
         return None;
     }
     byte_range_to_gfns(address, size)

@@ -96,7 +96,8 @@ impl Mmu {
                 if !self.vm.tdp_mmu || (kind == RootKind::Mirror && !self.vm.mirror()) {
                     return Err(format!("{m:?}: this VM has no such root"));
                 }
-                let position = self.roots.iter().position(|r| r.as_id == m.as_id && r.kind == kind && r.invalid == m.invalid);
+                let position =
+                    self.roots.iter().position(|r| r.as_id == m.as_id && r.kind == kind && r.invalid == m.invalid);
                 let index = match position {
                     Some(i) => i,
                     None if m.invalid => {
@@ -178,7 +179,7 @@ impl Mmu {
             false
         });
         // Reloaded roots are the newest.
-        fresh.extend(self.roots.drain(..));
+        fresh.append(&mut self.roots);
         self.roots = fresh;
         zapped
     }
@@ -197,7 +198,12 @@ impl Mmu {
 
     /// Every shadow page zapped; true when there were leaves (their commit flushes).
     pub fn zap_all_shadow(&mut self) -> bool {
-        self.shadow.iter_mut().fold(false, |any, tree| tree.clear() > 0 || any)
+        // Not `any()`: every tree must be cleared, not just up to the first.
+        let mut had_leaves = false;
+        for tree in &mut self.shadow {
+            had_leaves |= tree.clear() > 0;
+        }
+        had_leaves
     }
 
     // -- slots
@@ -221,7 +227,9 @@ impl Mmu {
 
     pub fn slot_overlaps_other(&self, slot: &Slot, new_base: u64) -> bool {
         let end = new_base.saturating_add(slot.npages);
-        self.slots.values().any(|s| s.id != slot.id && s.as_id == slot.as_id && s.base_gfn < end && new_base < s.end_gfn())
+        self.slots
+            .values()
+            .any(|s| s.id != slot.id && s.as_id == slot.as_id && s.base_gfn < end && new_base < s.end_gfn())
     }
 }
 

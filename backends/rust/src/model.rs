@@ -225,17 +225,43 @@ pub struct Unmap {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     UnmapGfnRange(Unmap),
-    ZapGfnRange { start: u64, end: u64 },
-    ZapMemslot { slot: u64 },
+    ZapGfnRange {
+        start: u64,
+        end: u64,
+    },
+    ZapMemslot {
+        slot: u64,
+    },
     ZapAllFast,
     ZapAll,
-    MmuNotifierInvalidate { as_id: u8, start: u64, end: u64 },
-    GmemPunchHole { slot: u64, start: u64, end: u64 },
-    SetMemoryAttributes { address: u64, size: u64, attributes: u64, flags: u64 },
-    MemslotDelete { slot: u64 },
-    MemslotMove { slot: u64, new_base_gfn: u64 },
+    MmuNotifierInvalidate {
+        as_id: u8,
+        start: u64,
+        end: u64,
+    },
+    GmemPunchHole {
+        slot: u64,
+        start: u64,
+        end: u64,
+    },
+    SetMemoryAttributes {
+        address: u64,
+        size: u64,
+        attributes: u64,
+        flags: u64,
+    },
+    MemslotDelete {
+        slot: u64,
+    },
+    MemslotMove {
+        slot: u64,
+        new_base_gfn: u64,
+    },
     DisableQuirk,
-    MemoryTypeChange { start: u64, end: u64 },
+    MemoryTypeChange {
+        start: u64,
+        end: u64,
+    },
     MmRelease,
     VmDestroy,
     /// Not a spec operation: panics on purpose, to prove a panic becomes
@@ -249,9 +275,7 @@ pub const DEBUG_PANIC_CODE: u64 = 255;
 impl Op {
     /// Decode `(code, args)` as written by the Python encoder.
     pub fn decode(code: u64, args: &[u64]) -> Result<Self, String> {
-        let arg = |i: usize| {
-            args.get(i).copied().ok_or_else(|| format!("op code {code}: missing argument {i}"))
-        };
+        let arg = |i: usize| args.get(i).copied().ok_or_else(|| format!("op code {code}: missing argument {i}"));
         Ok(match code {
             0 => Op::UnmapGfnRange(Unmap {
                 slot: arg(0)?,
@@ -270,12 +294,7 @@ impl Op {
                 end: arg(2)?,
             },
             6 => Op::GmemPunchHole { slot: arg(0)?, start: arg(1)?, end: arg(2)? },
-            7 => Op::SetMemoryAttributes {
-                address: arg(0)?,
-                size: arg(1)?,
-                attributes: arg(2)?,
-                flags: arg(3)?,
-            },
+            7 => Op::SetMemoryAttributes { address: arg(0)?, size: arg(1)?, attributes: arg(2)?, flags: arg(3)? },
             8 => Op::MemslotDelete { slot: arg(0)? },
             9 => Op::MemslotMove { slot: arg(0)?, new_base_gfn: arg(1)? },
             10 => Op::DisableQuirk,

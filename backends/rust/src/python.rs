@@ -10,8 +10,8 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::model::{Decision, Kind, Mapping, Op, Profile, RootKind, Slot, StepResult, Vm, VmType};
 use crate::mmu::Mmu;
+use crate::model::{Decision, Kind, Mapping, Op, Profile, RootKind, Slot, StepResult, Vm, VmType};
 use crate::run::{step as run_step, Observe};
 
 create_exception!(_mmu, RustPanic, PyRuntimeError, "The Rust model panicked; the message says where.");
@@ -105,7 +105,13 @@ struct Model {
 #[pymethods]
 impl Model {
     #[new]
-    fn new(profile: u64, vm: VmTuple, slots: Vec<SlotTuple>, private: Vec<(u64, u64)>, mappings: Vec<MappingTuple>) -> PyResult<Self> {
+    fn new(
+        profile: u64,
+        vm: VmTuple,
+        slots: Vec<SlotTuple>,
+        private: Vec<(u64, u64)>,
+        mappings: Vec<MappingTuple>,
+    ) -> PyResult<Self> {
         guarded(|| Ok(Model { profile: Profile::decode(profile)?, mmu: build(vm, &slots, &private, &mappings)? }))
     }
 
@@ -114,7 +120,9 @@ impl Model {
     fn steps(&mut self, steps: Vec<StepTuple>) -> PyResult<Vec<OutcomeTuple>> {
         guarded(|| {
             let ops = decode_ops(&steps)?;
-            ops.iter().map(|op| run_step(&mut self.mmu, self.profile, op, Observe::Outcomes).map(|r| outcome(&r))).collect()
+            ops.iter()
+                .map(|op| run_step(&mut self.mmu, self.profile, op, Observe::Outcomes).map(|r| outcome(&r)))
+                .collect()
         })
     }
 

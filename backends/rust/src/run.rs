@@ -1,7 +1,7 @@
 //! Running a vector: build the state, perform the steps, observe.
 
-use crate::model::{Mapping, Op, Profile, Slot, StepResult, Vm};
 use crate::mmu::Mmu;
+use crate::model::{Mapping, Op, Profile, Slot, StepResult, Vm};
 use crate::{mainline, tdx_v10};
 
 /// How much each step reports.

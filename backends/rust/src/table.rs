@@ -121,7 +121,7 @@ impl Tree {
         if !(1..=MAX_LEAF_LEVEL).contains(&leaf.level) {
             return Err(format!("leaf level {} is not 4K, 2M or 1G", leaf.level));
         }
-        if leaf.gfn % entry_pages(leaf.level) != 0 || leaf.gfn >= GFN_LIMIT {
+        if !leaf.gfn.is_multiple_of(entry_pages(leaf.level)) || leaf.gfn >= GFN_LIMIT {
             return Err(format!("leaf gfn {:#x} is misaligned or beyond the tree", leaf.gfn));
         }
         let mut table = self.top.get_or_insert_with(|| Box::new(Table::new()));

@@ -4,11 +4,11 @@
 //! passes false, and that a skipped private root leaves the flush alone.
 
 use crate::common::{self, byte_range_to_gfns, Outcome};
+use crate::mmu::{Mmu, RootFilter};
 use crate::model::{
     unmap_flag, warn, Decision, Op, Slot, EINVAL, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE,
     V10_ATTR_SHARED,
 };
-use crate::mmu::{Mmu, RootFilter};
 
 /// `kvm_unmap_gfn_range`'s switch; None is the early return (§4.2).
 fn decide_zap_private(mmu: &mut Mmu, slot: &Slot, flags: u64, attr: Option<u64>) -> Option<bool> {
@@ -53,7 +53,15 @@ fn decision_for(mmu: &Mmu, zap_private: Option<bool>) -> Decision {
 }
 
 /// `kvm_unmap_gfn_range` (§4.1): rmap step, then the switch, then the TDP step.
-fn unmap_gfn_range(mmu: &mut Mmu, slot: &Slot, start: u64, end: u64, flags: u64, attr: Option<u64>, flush_in: bool) -> (bool, Decision) {
+fn unmap_gfn_range(
+    mmu: &mut Mmu,
+    slot: &Slot,
+    start: u64,
+    end: u64,
+    flags: u64,
+    attr: Option<u64>,
+    flush_in: bool,
+) -> (bool, Decision) {
     let mut flush = mmu.zap_rmaps(slot, start, end) || flush_in;
     if !mmu.vm.tdp_mmu {
         return (flush, Decision::Both);
@@ -123,7 +131,7 @@ fn flush_if(mmu: &mut Mmu, flush: bool) {
 /// unaligned range; no no-op rule; store first, then `kvm_unmap_mem_range`
 /// over every overlapping slot with `SET_MEM_ATTR` and the new attribute.
 fn set_memory_attributes(mmu: &mut Mmu, address: u64, size: u64, attributes: u64) -> Outcome {
-    let aligned = address % PAGE_SIZE == 0 && size % PAGE_SIZE == 0;
+    let aligned = address.is_multiple_of(PAGE_SIZE) && size.is_multiple_of(PAGE_SIZE);
     let Some((start, end)) = byte_range_to_gfns(address, size).filter(|_| size != 0 && aligned) else {
         return Outcome::errno(EINVAL);
     };
@@ -185,7 +193,9 @@ pub fn step(mmu: &mut Mmu, op: &Op) -> Result<Outcome, String> {
             flush_if(mmu, flush);
             Outcome::default()
         }
-        Op::SetMemoryAttributes { address, size, attributes, .. } => set_memory_attributes(mmu, address, size, attributes),
+        Op::SetMemoryAttributes { address, size, attributes, .. } => {
+            set_memory_attributes(mmu, address, size, attributes)
+        }
         Op::MemslotDelete { slot } => common::memslot_delete(mmu, slot, invalidate_zap_pages_in_memslot)?,
         Op::MemslotMove { slot, new_base_gfn } => {
             common::memslot_move(mmu, slot, new_base_gfn, invalidate_zap_pages_in_memslot)?
