@@ -77,7 +77,10 @@ impl Mmu {
                 mmu.roots.insert(0, TdpRoot { as_id, kind: RootKind::Direct, invalid: false, tree: Tree::new() });
             }
         }
-        for m in mappings {
+        // Tree by tree, in GFN order: each walk then finds its path warm.
+        let mut ordered = mappings.to_vec();
+        ordered.sort_unstable_by_key(|m| (m.as_id, m.root, m.invalid, m.gfn));
+        for m in &ordered {
             mmu.install(m)?;
         }
         Ok(mmu)

@@ -3,9 +3,14 @@
 //! Five levels of 9 index bits each cover 45 GFN bits: the four x86 levels
 //! (bits 0-35) plus a top level (bits 36-44) so that the TDX shared bit at
 //! GFN bit 39 (GPAW 52) and ranges up to 2^40 fit, as with 5-level EPT.
-//! Leaves live at level 1 (4K), 2 (2M) or 3 (1G). Each table keeps a
-//! presence bitmap, so a walk visits only present entries: a zap costs in
-//! proportion to what is present, never to the size of its range.
+//! Leaves live at level 1 (4K), 2 (2M) or 3 (1G).
+//!
+//! A table keeps its 512 entries as three bitmaps (present, leaf, private)
+//! and, only once it has a child table, an array of child pointers: a
+//! last-level table is 200 bytes, not 4 KiB, which is what makes a million
+//! scattered leaves cheap to build. Walks read the present bitmap, so a zap
+//! visits only present entries and costs in proportion to what is present,
+//! never to the size of its range.
 
 use crate::model::Kind;
 
@@ -24,43 +29,94 @@ pub fn entry_pages(level: u8) -> u64 {
     1 << (BITS * (level as u32 - 1))
 }
 
-enum Entry {
-    Absent,
-    Leaf(Kind),
-    Table(Box<Table>),
+type Bitmap = [u64; WORDS];
+type Children = [Option<Box<Table>>; FANOUT];
+
+fn test(map: &Bitmap, index: usize) -> bool {
+    map[index / 64] & (1 << (index % 64)) != 0
 }
 
+fn assign(map: &mut Bitmap, index: usize, value: bool) {
+    let bit = 1u64 << (index % 64);
+    if value {
+        map[index / 64] |= bit;
+    } else {
+        map[index / 64] &= !bit;
+    }
+}
+
+/// One entry's state, as read off the bitmaps.
+enum Entry {
+    Absent,
+    Leaf,
+    Table,
+}
+
+#[derive(Default)]
 struct Table {
-    entries: Box<[Entry]>,
-    present: [u64; WORDS],
+    present: Bitmap,
+    leaf: Bitmap,
+    private: Bitmap,
+    children: Option<Box<Children>>,
 }
 
 impl Table {
-    fn new() -> Self {
-        Table { entries: (0..FANOUT).map(|_| Entry::Absent).collect(), present: [0; WORDS] }
-    }
-
     fn is_empty(&self) -> bool {
         self.present.iter().all(|w| *w == 0)
     }
 
-    fn set(&mut self, index: usize, entry: Entry) {
-        let bit = 1u64 << (index % 64);
-        match entry {
-            Entry::Absent => self.present[index / 64] &= !bit,
-            _ => self.present[index / 64] |= bit,
+    fn entry(&self, index: usize) -> Entry {
+        match (test(&self.present, index), test(&self.leaf, index)) {
+            (false, _) => Entry::Absent,
+            (true, true) => Entry::Leaf,
+            (true, false) => Entry::Table,
         }
-        self.entries[index] = entry;
+    }
+
+    fn kind(&self, index: usize) -> Kind {
+        if test(&self.private, index) {
+            Kind::Private
+        } else {
+            Kind::Shared
+        }
+    }
+
+    fn set_leaf(&mut self, index: usize, kind: Kind) {
+        assign(&mut self.present, index, true);
+        assign(&mut self.leaf, index, true);
+        assign(&mut self.private, index, kind == Kind::Private);
+    }
+
+    fn clear(&mut self, index: usize) {
+        assign(&mut self.present, index, false);
+        assign(&mut self.leaf, index, false);
+        assign(&mut self.private, index, false);
+        if let Some(children) = self.children.as_mut() {
+            children[index] = None;
+        }
+    }
+
+    /// The child table at `index`, allocated if the entry is absent.
+    fn child_mut(&mut self, index: usize) -> &mut Table {
+        if !test(&self.present, index) {
+            assign(&mut self.present, index, true);
+        }
+        let children = self.children.get_or_insert_with(|| Box::new(std::array::from_fn(|_| None)));
+        children[index].get_or_insert_with(Box::default)
+    }
+
+    fn child(&self, index: usize) -> &Table {
+        self.children.as_ref().and_then(|c| c[index].as_deref()).expect("a table entry has a child")
     }
 
     /// The present indices in `first..=last`, in order, read off the bitmap.
     fn present_in(&self, first: usize, last: usize) -> PresentIter<'_> {
-        PresentIter { table: self, next: first, last }
+        PresentIter { present: &self.present, next: first, last }
     }
 }
 
 struct PresentIter<'a> {
-    table: &'a Table,
+    present: &'a Bitmap,
     next: usize,
     last: usize,
 }
@@ -71,7 +127,7 @@ impl Iterator for PresentIter<'_> {
     fn next(&mut self) -> Option<usize> {
         while self.next <= self.last {
             let word = self.next / 64;
-            let bits = self.table.present[word] >> (self.next % 64);
+            let bits = self.present[word] >> (self.next % 64);
             if bits == 0 {
                 self.next = (word + 1) * 64;
                 continue;
@@ -124,25 +180,23 @@ impl Tree {
         if !leaf.gfn.is_multiple_of(entry_pages(leaf.level)) || leaf.gfn >= GFN_LIMIT {
             return Err(format!("leaf gfn {:#x} is misaligned or beyond the tree", leaf.gfn));
         }
-        let mut table = self.top.get_or_insert_with(|| Box::new(Table::new()));
+        let mut table: &mut Table = self.top.get_or_insert_with(Box::default);
         let mut level = TOP_LEVEL;
         loop {
             let index = index_at(leaf.gfn, level);
+            let entry = table.entry(index);
             if level == leaf.level {
-                if !matches!(table.entries[index], Entry::Absent) {
+                if !matches!(entry, Entry::Absent) {
                     return Err(format!("leaf at gfn {:#x} overlaps a present entry", leaf.gfn));
                 }
-                table.set(index, Entry::Leaf(leaf.kind));
+                table.set_leaf(index, leaf.kind);
                 self.leaves += 1;
                 return Ok(());
             }
-            if matches!(table.entries[index], Entry::Absent) {
-                table.set(index, Entry::Table(Box::new(Table::new())));
+            if matches!(entry, Entry::Leaf) {
+                return Err(format!("leaf at gfn {:#x} lies under a huge leaf", leaf.gfn));
             }
-            table = match &mut table.entries[index] {
-                Entry::Table(child) => child,
-                _ => return Err(format!("leaf at gfn {:#x} lies under a huge leaf", leaf.gfn)),
-            };
+            table = table.child_mut(index);
             level -= 1;
         }
     }
@@ -191,20 +245,21 @@ fn zap_table(table: &mut Table, level: u8, base: u64, start: u64, end: u64) -> u
     let present: Vec<usize> = table.present_in(first as usize, last as usize).collect();
     let mut zapped = 0;
     for index in present {
-        let child_base = base + index as u64 * span;
-        let emptied = match &mut table.entries[index] {
-            Entry::Leaf(_) => {
+        let emptied = match table.entry(index) {
+            // A leaf touched anywhere goes whole.
+            Entry::Leaf => {
                 zapped += 1;
                 true
             }
-            Entry::Table(child) => {
-                zapped += zap_table(child, level - 1, child_base, start, end);
+            Entry::Table => {
+                let child = table.child_mut(index);
+                zapped += zap_table(child, level - 1, base + index as u64 * span, start, end);
                 child.is_empty()
             }
             Entry::Absent => false,
         };
         if emptied {
-            table.set(index, Entry::Absent);
+            table.clear(index);
         }
     }
     zapped
@@ -214,9 +269,9 @@ fn collect(table: &Table, level: u8, base: u64, out: &mut Vec<Leaf>) {
     let span = entry_pages(level);
     for index in table.present_in(0, FANOUT - 1) {
         let gfn = base + index as u64 * span;
-        match &table.entries[index] {
-            Entry::Leaf(kind) => out.push(Leaf { gfn, level, kind: *kind }),
-            Entry::Table(child) => collect(child, level - 1, gfn, out),
+        match table.entry(index) {
+            Entry::Leaf => out.push(Leaf { gfn, level, kind: table.kind(index) }),
+            Entry::Table => collect(table.child(index), level - 1, gfn, out),
             Entry::Absent => {}
         }
     }
