@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
-from conformance.cli import suite_files
 from conformance.load import LoadError, load_file
 from conformance.model import Observables, Vector
 
 from conformance_rust.encode import (
     DECISIONS, PROFILES, WARN_BITS, mapping_tuple, op_tuple, state_args,
 )
+
+
+def suite_files(paths: list[str]) -> list[Path]:
+    """Vector files as `python -m conformance validate` finds them; the CLI
+    module itself is not imported, as it needs pluggy (only the standard
+    library is needed here on Python 3.11+)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        found = sorted(path.rglob("*.toml")) if path.is_dir() else [path]
+        files += [f for f in found if f.name != "flags.toml"]
+    return files
 
 
 def expectation(expect: Observables) -> dict[str, Any]:
