@@ -242,9 +242,10 @@ fn zap_table(table: &mut Table, level: u8, base: u64, start: u64, end: u64) -> u
     let span = entry_pages(level);
     let first = (start.max(base) - base) / span;
     let last = (end.min(base + span * FANOUT as u64) - 1 - base) / span;
-    let present: Vec<usize> = table.present_in(first as usize, last as usize).collect();
+    // Iterate a copy of the bitmap: the loop clears entries as it goes.
+    let present = table.present;
     let mut zapped = 0;
-    for index in present {
+    for index in (PresentIter { present: &present, next: first as usize, last: last as usize }) {
         let emptied = match table.entry(index) {
             // A leaf touched anywhere goes whole.
             Entry::Leaf => {
