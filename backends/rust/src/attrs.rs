@@ -59,6 +59,22 @@ impl PrivateRanges {
 mod tests {
     use super::*;
 
+    fn spans(attrs: &PrivateRanges) -> Vec<(u64, u64)> {
+        attrs.ranges.iter().map(|(lo, hi)| (*lo, *hi)).collect()
+    }
+
+    #[test]
+    fn set_keeps_ranges_disjoint_and_nonempty() {
+        let mut attrs = PrivateRanges::new();
+        attrs.set(0x10, 0x20, true);
+        attrs.set(0x10, 0x18, false);
+        assert_eq!(spans(&attrs), vec![(0x18, 0x20)]);
+        attrs.set(0x1c, 0x20, false);
+        assert_eq!(spans(&attrs), vec![(0x18, 0x1c)]);
+        attrs.set(0x1c, 0x30, true);
+        assert_eq!(spans(&attrs), vec![(0x18, 0x30)]);
+    }
+
     #[test]
     fn set_merges_and_splits() {
         let mut attrs = PrivateRanges::new();

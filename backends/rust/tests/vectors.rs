@@ -5,6 +5,7 @@
 //! the format) and compares every asserted observable of every
 //! (vector, profile). Python: `$CONFORMANCE_PYTHON`, else the repository's
 //! `.venv`, else `python3`; it needs only the standard library (3.11+).
+//! Mutation testing: `CONFORMANCE_REPO=$PWD/../.. cargo mutants`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,8 +14,14 @@ use conformance_rust::model::{Kind, Mapping, Op, Profile, RootKind, Slot, Vm, Vm
 use conformance_rust::run;
 use serde_json::Value;
 
+/// The repository holding `suites/` and `conformance/`: `$CONFORMANCE_REPO`
+/// (for tools that build a copy of the crate elsewhere, as `cargo mutants`
+/// does), else two levels above this crate.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    let root = std::env::var_os("CONFORMANCE_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    root.canonicalize().expect("repository root")
 }
 
 fn python(repo: &Path) -> PathBuf {
