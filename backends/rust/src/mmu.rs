@@ -87,6 +87,9 @@ impl Mmu {
     }
 
     fn install(&mut self, m: &Mapping) -> Result<(), String> {
+        if m.as_id >= self.vm.address_spaces() {
+            return Err(format!("{m:?}: no such address space"));
+        }
         let leaf = Leaf { gfn: m.gfn, level: m.level, kind: m.kind };
         let tree = match m.root {
             RootKind::Shadow => {
@@ -238,4 +241,39 @@ impl Mmu {
 
 fn mapping(as_id: u8, root: RootKind, invalid: bool, leaf: Leaf) -> Mapping {
     Mapping { as_id, root, gfn: leaf.gfn, level: leaf.level, kind: leaf.kind, invalid }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, VmType};
+
+    fn vm(vm_type: VmType, tdp_mmu: bool, rmaps: bool) -> Vm {
+        Vm { vm_type, tdp_mmu, rmaps, gpaw: 52, slot_zap_all: true }
+    }
+
+    fn leaf(root: RootKind, invalid: bool) -> Mapping {
+        Mapping { as_id: 0, root, gfn: 0x10, level: 1, kind: Kind::Shared, invalid }
+    }
+
+    fn builds(vm: Vm, m: Mapping) -> bool {
+        Mmu::new(vm, &[], &[], &[m]).is_ok()
+    }
+
+    #[test]
+    fn leaves_only_go_where_the_vm_has_such_a_root() {
+        let nested = vm(VmType::Default, true, true);
+        assert!(builds(nested, leaf(RootKind::Shadow, false)));
+        assert!(builds(nested, leaf(RootKind::Direct, false)));
+        assert!(builds(nested, leaf(RootKind::Direct, true)));
+        assert!(!builds(nested, leaf(RootKind::Shadow, true)), "shadow roots are never invalid");
+        assert!(!builds(nested, leaf(RootKind::Mirror, false)), "only TDX has a mirror root");
+        assert!(!builds(vm(VmType::Default, true, false), leaf(RootKind::Shadow, false)), "no rmaps");
+        assert!(!builds(vm(VmType::Default, false, true), leaf(RootKind::Direct, false)), "no TDP MMU");
+        assert!(builds(vm(VmType::Tdx, true, false), leaf(RootKind::Mirror, false)));
+        let smm = Mapping { as_id: 1, ..leaf(RootKind::Direct, false) };
+        assert!(!builds(vm(VmType::Tdx, true, false), smm), "TDX has one address space");
+        assert!(!builds(vm(VmType::Tdx, true, false), Mapping { invalid: true, ..smm }));
+        assert!(builds(nested, smm));
+    }
 }
