@@ -168,26 +168,14 @@ impl Mmu {
         flush
     }
 
-    /// Tear down every root the filter selects, whole. Invalid roots are
-    /// freed; a valid root is first invalidated, freed, and replaced by a
-    /// fresh one as its vCPUs reload. Returns whether any leaf went.
-    pub fn zap_roots(&mut self, filter: RootFilter) -> bool {
-        let mut zapped = false;
-        let mut fresh = Vec::new();
-        self.roots.retain_mut(|root| {
-            if !filter.matches(root) {
-                return true;
-            }
-            zapped |= root.tree.clear() > 0;
-            if !root.invalid {
-                fresh.push(TdpRoot { as_id: root.as_id, kind: root.kind, invalid: false, tree: Tree::new() });
-            }
-            false
-        });
-        // Reloaded roots are the newest.
-        fresh.append(&mut self.roots);
-        self.roots = fresh;
-        zapped
+    /// Tear down every root the filter selects, whole. In the kernel a valid
+    /// root is invalidated and freed and the vCPUs load a fresh one, and an
+    /// invalid root is freed; here the root is emptied, which stands for
+    /// both: an empty root zaps nothing and shows nothing. No TLB flush.
+    pub fn zap_roots(&mut self, filter: RootFilter) {
+        for root in self.roots.iter_mut().filter(|r| filter.matches(r)) {
+            root.tree.clear();
+        }
     }
 
     // -- the shadow MMU
@@ -275,5 +263,12 @@ mod tests {
         assert!(!builds(vm(VmType::Tdx, true, false), smm), "TDX has one address space");
         assert!(!builds(vm(VmType::Tdx, true, false), Mapping { invalid: true, ..smm }));
         assert!(builds(nested, smm));
+    }
+
+    #[test]
+    fn leaf_count_sums_every_tree() {
+        let nested = vm(VmType::Default, true, true);
+        let leaves = [leaf(RootKind::Shadow, false), leaf(RootKind::Direct, false), leaf(RootKind::Direct, true)];
+        assert_eq!(Mmu::new(nested, &[], &[], &leaves).unwrap().leaf_count(), 3);
     }
 }
