@@ -315,6 +315,16 @@ mod tests {
     }
 
     #[test]
+    fn misaligned_or_out_of_range_leaves_are_rejected() {
+        let mut tree = Tree::new();
+        assert!(tree.insert(leaf(0x1, 2)).is_err());
+        assert!(tree.insert(leaf(0x200, 3)).is_err());
+        assert!(tree.insert(leaf(GFN_LIMIT, 1)).is_err());
+        assert!(tree.insert(leaf(0, 4)).is_err());
+        assert_eq!(tree.leaf_count(), 0);
+    }
+
+    #[test]
     fn range_ends_are_exclusive() {
         let mut tree = Tree::new();
         tree.insert(leaf(0x10, 1)).unwrap();

@@ -117,6 +117,9 @@ fn check(item: &Value) -> Vec<String> {
         Ok(results) => results,
         Err(e) => return vec![format!("error: {e}")],
     };
+    if results.len() != steps.len() {
+        return vec![format!("{} observations for {} steps", results.len(), steps.len())];
+    }
     let mut diffs = Vec::new();
     for (i, (step, got)) in steps.iter().zip(&results).enumerate() {
         let expect = &step["expect"];
