@@ -96,21 +96,20 @@ impl Mmu {
                 if !self.vm.rmaps || m.invalid {
                     return Err(format!("{m:?}: shadow leaves need rmaps and a valid root"));
                 }
-                self.shadow.get_mut(m.as_id as usize).ok_or_else(|| format!("{m:?}: no such address space"))?
+                &mut self.shadow[m.as_id as usize]
             }
             kind => {
-                if !self.vm.tdp_mmu || (kind == RootKind::Mirror && !self.vm.mirror()) {
+                // Only into a root this VM has loaded, or an invalid one beside it.
+                let same = |r: &TdpRoot| r.as_id == m.as_id && r.kind == kind;
+                if !self.roots.iter().any(|r| same(r) && !r.invalid) {
                     return Err(format!("{m:?}: this VM has no such root"));
                 }
-                let position =
-                    self.roots.iter().position(|r| r.as_id == m.as_id && r.kind == kind && r.invalid == m.invalid);
-                let index = match position {
+                let index = match self.roots.iter().position(|r| same(r) && r.invalid == m.invalid) {
                     Some(i) => i,
-                    None if m.invalid => {
+                    None => {
                         self.roots.push(TdpRoot { as_id: m.as_id, kind, invalid: true, tree: Tree::new() });
                         self.roots.len() - 1
                     }
-                    None => return Err(format!("{m:?}: no such address space")),
                 };
                 &mut self.roots[index].tree
             }
