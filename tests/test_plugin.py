@@ -191,7 +191,8 @@ def test_bad_file_is_one_collection_error_and_the_rest_runs(tmp_path: Path) -> N
 
 def test_xdist_collects_the_same_items(tmp_path: Path) -> None:
     env = scratch_project(tmp_path, "ok")
-    out = run_pytest(tmp_path, env, "suites", "-n", "2")
+    # Name the backends: others installed beside the reference (rust) would add items.
+    out = run_pytest(tmp_path, env, "suites", "-n", "2", "--backend", "acme", "--backend", "reference")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
     assert re.search(r"^acme +mainline +1 +0 +0 +0 +0 +0$", out.stdout, re.M), out.stdout
