@@ -26,7 +26,7 @@ from .model import (
     ERRNO_NAMES, GFN_BITS, MAINLINE_ONLY_OPS, MEMORY_ATTRIBUTE_PRIVATE, OPERATIONS, PROTECTED_STATE_VMS,
     V10_ATTR_NAMES, VM_TYPES, AttrFilter, Decision, Flag, GmemFlag, GmemPunchHole, Kind, Layer,
     Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove, MmuNotifierInvalidate, Observables,
-    Operation, Profile, Quirk, RangeFlag, Root, SetMemoryAttributes, Slot, State, Step, UnmapGfnRange, Vector,
+    Operation, Profile, Quirk, RangeFlag, Root, SetMemoryAttributes, Slot, State, Step, UnmapGfnRange, Vector, ZapGfnRange,
     Vm, VmType, WarnSite, op_layer, op_name,
 )
 
@@ -701,6 +701,15 @@ def _nonempty(node: Node, start: int, end: int) -> None:
         node.at("end").fail(f"empty range {_span(start, end)}: start must be < end")
 
 
+def _below_alias(node: Node, end: int, vm: Vm, profiles: frozenset[Profile]) -> None:
+    """mainline walks a TDX direct root from `start | bit` and stops by the
+    unaliased end, so a range past the shared bit is not the OR of its ends;
+    the spec leaves such ranges undefined (docs/spec.md section 7)."""
+    if vm.mirror and Profile.MAINLINE in profiles and end > vm.shared_bit:
+        node.at("end").fail(f"range end {_hex(end)} passes the TDX shared bit {_hex(vm.shared_bit)}: "
+                            f"the mainline walk there is not specified")
+
+
 def _v10_attributes(node: Node, op: SetMemoryAttributes) -> None:
     """tdx-v10 has only ENCRYPT_REG_REGION / UNREG_REGION: private or not, no flags."""
     if op.attributes not in (0, MEMORY_ATTRIBUTE_PRIVATE):
@@ -728,7 +737,9 @@ def check_step(node: Node, op: Operation, expect: Observables, vm: Vm, profiles:
         if not slot.private:
             node.at("slot").fail(f"gmem_punch_hole needs a private slot; slot {slot.id} is not")
         _slot_range(node, op.start, op.end, slot)
-    elif isinstance(op, MmuNotifierInvalidate):
+    if isinstance(op, (ZapGfnRange, MmuNotifierInvalidate, MemoryTypeChange)):
+        _below_alias(node, op.end, vm, profiles)
+    if isinstance(op, MmuNotifierInvalidate):
         if op.as_id >= vm.address_spaces:
             node.at("as_id").fail(f"as_id {op.as_id} does not exist: {vm.type.value} has one address space")
         _nonempty(node, op.start, op.end)

@@ -72,6 +72,7 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "table_bad_cell.toml": (15, "table[0].rows[2].present", "table 't' row 2: column present: unknown present 'all'"),
     "table_duplicate_row.toml": (15, "table[0].rows[2]", "duplicate row: DEFAULT-tdp_mmu-no_rmaps-shared is also named by row 0"),
     "table_invalid_row_state.toml": (14, "table[0].rows[1].rmaps", "table 't' row 1: names only combinations that cannot happen: a TDX guest cannot run a nested guest"),
+    "tdx_range_past_alias.toml": (15, "vector[0].step[0].end", "passes the TDX shared bit 0x800000000: the mainline walk"),
     "table_wildcard_unreachable.toml": (13, "table[0].rows[0].tdp_mmu", "names only combinations that cannot happen: TDX cannot be enabled"),
     "table_any_too_short.toml": (13, "table[0].rows[0].present.any", "list at least two values"),
     "table_two_profiles.toml": (8, "table[0].profiles", "a table lists exactly one profile"),

@@ -46,6 +46,11 @@ pub struct Mmu {
     roots: Vec<TdpRoot>,
     /// The shadow MMU's leaves per address space, found through rmaps.
     shadow: Vec<Tree>,
+    /// Shadow page tables exist below the roots. A leaf implies them; leaf
+    /// zaps clear SPTEs but leave the tables, so only a zap of every shadow
+    /// page frees them (spec 5.6). The trees above free empty tables, so
+    /// this is kept apart.
+    shadow_tables: bool,
     /// WARN sites fired during the current step.
     pub warns: u8,
     /// `kvm_flush_remote_tlbs` calls so far.
@@ -62,6 +67,7 @@ impl Mmu {
             attrs: PrivateRanges::new(),
             roots: Vec::new(),
             shadow: (0..vm.address_spaces()).map(|_| Tree::new()).collect(),
+            shadow_tables: false,
             warns: 0,
             remote_flushes: 0,
         };
@@ -96,6 +102,7 @@ impl Mmu {
                 if !self.vm.rmaps || m.invalid {
                     return Err(format!("{m:?}: shadow leaves need rmaps and a valid root"));
                 }
+                self.shadow_tables = true;
                 &mut self.shadow[m.as_id as usize]
             }
             kind => {
@@ -189,14 +196,15 @@ impl Mmu {
         self.shadow.get_mut(slot.as_id as usize).is_some_and(|tree| tree.zap_range(lo, hi) > 0)
     }
 
-    /// Every shadow page zapped; true when there were leaves (their commit flushes).
+    /// Every shadow page zapped; true when page tables were there, leaves
+    /// or not (`kvm_mmu_commit_zap_page` flushes a non-empty list).
     pub fn zap_all_shadow(&mut self) -> bool {
         // Not `any()`: every tree must be cleared, not just up to the first.
         let mut had_leaves = false;
         for tree in &mut self.shadow {
             had_leaves |= tree.clear() > 0;
         }
-        had_leaves
+        std::mem::replace(&mut self.shadow_tables, false) || had_leaves
     }
 
     // -- slots

@@ -102,12 +102,13 @@ fn zap_memslot(mmu: &mut Mmu, slot: &Slot) -> Decision {
 }
 
 /// `kvm_mmu_zap_all_fast`: `kvm_tdp_mmu_invalidate_all_roots` skips private
-/// roots; obsolete shadow pages flush on commit.
+/// roots; obsolete shadow pages flush on commit. The 6.1 zap is a
+/// `flush_workqueue`, so shared roots invalidated earlier go as well.
 fn zap_all_fast(mmu: &mut Mmu) -> Decision {
     if mmu.zap_all_shadow() {
         mmu.flush_remote_tlbs();
     }
-    mmu.zap_roots(RootFilter { as_id: None, direct: true, mirror: false, valid: true, invalid: false });
+    mmu.zap_roots(RootFilter { as_id: None, direct: true, mirror: false, valid: true, invalid: true });
     decision_for(mmu, Some(false))
 }
 
