@@ -9,6 +9,7 @@ unknown attribute value), while a table cell may give a concrete value.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional
@@ -80,7 +81,7 @@ def combination(op: str, axes: tuple[Axis, ...], labels: Labels) -> Combination:
 # ---------------------------------------------------------------- label helpers
 
 
-def _bool_label(value: bool) -> str:
+def bool_label(value: bool) -> str:
     return "true" if value else "false"
 
 
@@ -107,7 +108,7 @@ def _attributes_label(value: int) -> str:
 
 
 def _bool_axis(name: str, doc: str, parse: Callable[[Any], Any]) -> Axis:
-    return Axis(name, doc, ("false", "true"), parse, _bool_label, lambda label: label == "true")
+    return Axis(name, doc, ("false", "true"), parse, bool_label, lambda label: label == "true")
 
 
 def _choice_axis(name: str, doc: str, values: tuple[str, ...], parse: Callable[[Any], Any]) -> Axis:
@@ -118,6 +119,7 @@ def _choice_axis(name: str, doc: str, values: tuple[str, ...], parse: Callable[[
 # Parsers come from load.py, imported lazily so that load -> tables -> axes stays acyclic.
 
 
+@functools.lru_cache(maxsize=1)  # built once, on the first cell parsed
 def _parsers() -> dict[str, Callable[[Any], Any]]:
     from . import load
 
@@ -272,7 +274,3 @@ def problem(profile: Profile, labels: Labels) -> Optional[Unreachable]:
     """The first rule of the profile that the (partial) labels break: explicit
     vectors (load.py) obey the same declarations as table rows."""
     return SPACES[profile].blocked_by(labels)
-
-
-def bool_label(value: bool) -> str:
-    return _bool_label(value)

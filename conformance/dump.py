@@ -7,10 +7,9 @@ from typing import Any, Iterable, Optional
 
 from .load import OP_PARAMS, REQUIRED
 from .model import (
-    ERRNO_NAMES, Flag, Mapping, Observables, Operation, Profile, Slot, Step, Vector, VmType, op_name,
+    ERRNO_LABELS, Flag, Mapping, Observables, Operation, Profile, Slot, Step, Vector, VmType, op_name,
 )
 
-ERRNO_LABELS = {number: name for name, number in ERRNO_NAMES.items()}
 
 
 def _value(value: Any) -> str:

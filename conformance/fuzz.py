@@ -22,7 +22,7 @@ from . import axes, capabilities
 from .contract import Backend
 from .dump import suite_toml
 from .lines import LineIndex
-from .load import LoadError, Node, Source, check_in_slot, check_leaves, check_mapping, check_slot, check_step, check_vm
+from .load import LoadError, Node, Source, check_state, check_step
 from .model import (
     MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, VM_TYPES, AttrFilter,
     DisableQuirk, Flag, GmemPunchHole, Kind, Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove,
@@ -163,15 +163,7 @@ def vectors(draw: Any, profiles: Sequence[Profile] = tuple(Profile)) -> Vector:
 def _validate(state: State, profile: Profile, has_steps: bool) -> None:
     if not has_steps:
         raise Rejected("no step survived the step rules")
-    profiles = frozenset({profile})
-    check_vm(_NOWHERE, state.vm, profiles)
-    for slot in state.slots:
-        check_slot(_NOWHERE, slot, state.vm)
-    leaves = sorted(state.mappings)
-    for leaf in leaves:
-        check_mapping(_NOWHERE, leaf, state.vm, profiles)
-        check_in_slot(_NOWHERE, leaf, state.vm, state.slots)
-    check_leaves([_NOWHERE] * len(leaves), leaves)
+    check_state(_NOWHERE, state, frozenset({profile}))
 
 
 # ---------------------------------------------------------------- comparing backends
@@ -221,8 +213,9 @@ def differences(seen: Sequence[tuple[str, Observation]], backends: Sequence[Back
 
 def _show(value: object) -> str:
     if isinstance(value, frozenset):
-        return "{" + ", ".join(sorted(getattr(v, "describe", lambda v=v: str(getattr(v, "value", v)))()
-                                      for v in value)) + "}"
+        return "{" + ", ".join(sorted(_show(v) for v in value)) + "}"
+    if isinstance(value, Mapping):
+        return value.describe()
     return str(getattr(value, "value", value))
 
 

@@ -491,6 +491,21 @@ def check_slot_set(nodes: Sequence[Node], slots: Sequence[Slot]) -> None:
                     f"{_span(other.base_gfn, other.end_gfn)} in as_id {slot.as_id}")
 
 
+def check_state(node: Node, state: State, profiles: frozenset[Profile]) -> None:
+    """Every structural rule for a state built in code (decision-table rows,
+    fuzzed cases); problems are reported at `node`."""
+    check_vm(node, state.vm, profiles)
+    for slot in state.slots:
+        check_slot(node, slot, state.vm)
+        check_slot_profiles(node, slot, state.vm, profiles)
+    check_slot_set([node] * len(state.slots), state.slots)
+    leaves = sorted(state.mappings)
+    for leaf in leaves:
+        check_mapping(node, leaf, state.vm, profiles)
+        check_in_slot(node, leaf, state.vm, state.slots)
+    check_leaves([node] * len(leaves), leaves)
+
+
 def _private_ranges(node: Node) -> tuple[tuple[int, int], ...]:
     ranges: list[tuple[int, int]] = []
     for item in get_list(node, "private", []):

@@ -121,6 +121,7 @@ V10_ATTR_NAMES = {"SHARED": V10_ATTR_SHARED, "PRIVATE": V10_ATTR_PRIVATE}
 # mainline KVM_MEMORY_ATTRIBUTE_PRIVATE; every other bit is unsupported.
 MEMORY_ATTRIBUTE_PRIVATE = 1 << 3
 ERRNO_NAMES = {"OK": 0, "EINVAL": 22, "EEXIST": 17, "ENOMEM": 12, "EFAULT": 14}
+ERRNO_LABELS = {number: name for name, number in ERRNO_NAMES.items()}
 
 
 class Observable(str, enum.Enum):

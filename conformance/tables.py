@@ -17,14 +17,13 @@ from typing import Any, Callable, Iterator, Sequence
 from . import axes
 from .axes import Axis, Combination, Space
 from .load import (
-    FileCtx, Node, check_in_slot, check_keys, check_leaves, check_mapping, check_slot, check_slot_set, check_step,
-    check_vm, get_bool, get_choice, get_decision, get_enum, get_enum_list, get_flag_refs, get_id, get_list, get_profiles, get_str,
-    get_strings, get_text, make_vector, get_errno,
+    FileCtx, Node, check_keys, check_state, check_step, get_bool, get_choice, get_decision, get_enum_list, get_errno,
+    get_flag_refs, get_id, get_list, get_profiles, get_strings, get_text, make_vector,
 )
 from .model import (
-    CALL_OPS, OPERATIONS, PAGE_SIZE, Decision, Flag, Kind, Layer, Level, Mapping, MemslotDelete, MmuNotifierInvalidate, Observables,
-    Operation, Profile, Root, SetMemoryAttributes, Slot, State, Step, UnmapGfnRange, Vector, Vm, VmType, WarnSite,
-    ZapAll, ZapAllFast, ZapGfnRange, ZapMemslot, op_layer,
+    CALL_OPS, OPERATIONS, PAGE_SIZE, Decision, Flag, Kind, Layer, Level, Mapping, MemslotDelete,
+    MmuNotifierInvalidate, Observables, Operation, Profile, Root, SetMemoryAttributes, Slot, State, Step,
+    UnmapGfnRange, Vector, Vm, VmType, WarnSite, ZapAll, ZapAllFast, ZapGfnRange, ZapMemslot, op_layer,
 )
 
 # ---------------------------------------------------------------- the fixture (part of the spec)
@@ -265,14 +264,7 @@ def _row_vector(table: _Table, row: _Row, labels: dict[str, str], values: dict[s
     """Build one combination's state and step; apply the checks an explicit vector gets."""
     node, profiles = row.node, frozenset({table.profile})
     state, placed = _state(table, values)
-    check_vm(node, state.vm, profiles)
-    for slot in state.slots:
-        check_slot(node, slot, state.vm)
-    check_slot_set([node] * len(state.slots), state.slots)
-    for mapping, _ in placed:
-        check_mapping(node, mapping, state.vm, profiles)
-        check_in_slot(node, mapping, state.vm, state.slots)
-    check_leaves([node] * len(placed), [m for m, _ in placed])
+    check_state(node, state, profiles)
     op = TABLE_OPS[table.op](values)
     call = op_layer(op) is Layer.CALL
     expect = Observables(

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from .model import ERRNO_NAMES, Mapping, Observable, Observation, Vector, op_name
+from .model import ERRNO_LABELS, Mapping, Observable, Observation, Vector, op_name
 
-ERRNO_LABELS = {number: name for name, number in ERRNO_NAMES.items()}
 
 
 @dataclass(frozen=True)

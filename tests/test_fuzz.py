@@ -3,8 +3,6 @@ Rust agree on a bounded run, and a seeded mutant is found, shrunk and written
 out as a vector that the reference passes and the mutant fails."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("hypothesis", reason="hypothesis is not installed (the test extra has it)")

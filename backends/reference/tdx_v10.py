@@ -8,8 +8,10 @@ accumulator alone.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from errno import EINVAL
-from typing import Optional
+from functools import partial
+from typing import Callable, Optional
 
 from conformance.model import (
     MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, Decision, GmemPunchHole,
@@ -17,7 +19,7 @@ from conformance.model import (
     SetMemoryAttributes, Slot, UnmapGfnRange, VmDestroy, WarnSite,
 )
 
-from .calls import memslot_handlers, zap_handlers
+from .calls import Handler, memslot_handlers, zap_handlers
 from .mmu import Mmu, Outcome
 
 NO_FLAGS: frozenset[RangeFlag] = frozenset()
@@ -126,30 +128,38 @@ def zap_all(mmu: Mmu) -> Decision:
     return decision_for(mmu, True)
 
 
-# ---------------------------------------------------------------- call layer
+# ---------------------------------------------------------------- plumbing
+# Every entry point and event goes through two rule functions. A model of
+# other v10 code (plugins/tdx_v10_posted) swaps them and keeps the plumbing.
 
-def call_unmap_gfn_range(mmu: Mmu, op: UnmapGfnRange) -> Outcome:
-    flush, decision = unmap_gfn_range(mmu, mmu.slots[op.slot], op.start, op.end, op.range_flags, op.attr, op.flush_in)
+
+@dataclass(frozen=True)
+class Rules:
+    unmap_gfn_range: Callable[..., tuple[bool, Decision]]
+    zap_gfn_range: Callable[[Mmu, int, int], Decision]
+
+
+def call_unmap_gfn_range(rules: Rules, mmu: Mmu, op: UnmapGfnRange) -> Outcome:
+    flush, decision = rules.unmap_gfn_range(mmu, mmu.slots[op.slot], op.start, op.end, op.range_flags, op.attr,
+                                            op.flush_in)
     return Outcome(flush=flush, decision=decision)
 
 
-# ---------------------------------------------------------------- event layer
-
-def on_mmu_notifier_invalidate(mmu: Mmu, op: MmuNotifierInvalidate) -> Outcome:
+def on_mmu_notifier_invalidate(rules: Rules, mmu: Mmu, op: MmuNotifierInvalidate) -> Outcome:
     """The generic hva handler: every slot of the address space, flags 0, one flush."""
     flush = False
     for slot in mmu.slots_overlapping(op.start, op.end, op.as_id):
         lo, hi = max(op.start, slot.base_gfn), min(op.end, slot.end_gfn)
-        flush |= unmap_gfn_range(mmu, slot, lo, hi, NO_FLAGS, None)[0]
+        flush |= rules.unmap_gfn_range(mmu, slot, lo, hi, NO_FLAGS, None)[0]
     if flush:
         mmu.flush_remote_tlbs()
     return Outcome()
 
 
-def on_gmem_punch_hole(mmu: Mmu, op: GmemPunchHole) -> Outcome:
+def on_gmem_punch_hole(rules: Rules, mmu: Mmu, op: GmemPunchHole) -> Outcome:
     """kvm_restrictedmem_invalidate_begin: RESTRICTED_MEM, flush if asked."""
-    flush, _ = unmap_gfn_range(mmu, mmu.slots[op.slot], op.start, op.end,
-                               frozenset({RangeFlag.RESTRICTED_MEM}), None)
+    flush, _ = rules.unmap_gfn_range(mmu, mmu.slots[op.slot], op.start, op.end,
+                                     frozenset({RangeFlag.RESTRICTED_MEM}), None)
     # Unreachable in v10: only TDX has private slots, RESTRICTED_MEM returns
     # before any zap there and TDX has no rmaps. Kept to mirror the callback.
     if flush:  # pragma: no cover
@@ -157,7 +167,7 @@ def on_gmem_punch_hole(mmu: Mmu, op: GmemPunchHole) -> Outcome:
     return Outcome()
 
 
-def on_set_memory_attributes(mmu: Mmu, op: SetMemoryAttributes) -> Outcome:
+def on_set_memory_attributes(rules: Rules, mmu: Mmu, op: SetMemoryAttributes) -> Outcome:
     """UPM v9 kvm_vm_ioctl_set_mem_attr (ENCRYPT_REG_REGION = private,
     UNREG = shared): -EINVAL for an empty, overflowing or unaligned range;
     no no-op rule; store first, then kvm_unmap_mem_range over every
@@ -172,7 +182,7 @@ def on_set_memory_attributes(mmu: Mmu, op: SetMemoryAttributes) -> Outcome:
     flush = False
     for slot in mmu.slots_overlapping(start, end):
         lo, hi = max(start, slot.base_gfn), min(end, slot.end_gfn)
-        flush |= unmap_gfn_range(mmu, slot, lo, hi, frozenset({RangeFlag.SET_MEM_ATTR}), attr)[0]
+        flush |= rules.unmap_gfn_range(mmu, slot, lo, hi, frozenset({RangeFlag.SET_MEM_ATTR}), attr)[0]
     if flush:
         mmu.flush_remote_tlbs()
     return Outcome()
@@ -187,30 +197,33 @@ def invalidate_zap_pages_in_memslot(mmu: Mmu, slot: Slot) -> None:
         zap_all_fast(mmu)
 
 
-def on_memory_type_change(mmu: Mmu, op: MemoryTypeChange) -> Outcome:
+def on_memory_type_change(rules: Rules, mmu: Mmu, op: MemoryTypeChange) -> Outcome:
     """update_mtrr / kvm_post_set_cr0 reach kvm_zap_gfn_range."""
-    zap_gfn_range(mmu, op.start, op.end)
+    rules.zap_gfn_range(mmu, op.start, op.end)
     return Outcome()
 
 
-def on_mm_release(mmu: Mmu, op: MmRelease) -> Outcome:
+def on_teardown(mmu: Mmu, op: object) -> Outcome:
+    """mm release and VM destruction: kvm_mmu_zap_all."""
     zap_all(mmu)
     return Outcome()
 
 
-def on_vm_destroy(mmu: Mmu, op: VmDestroy) -> Outcome:
-    zap_all(mmu)
-    return Outcome()
+def handlers(rules: Rules) -> dict[type, Handler]:
+    bound = {
+        UnmapGfnRange: call_unmap_gfn_range,
+        MmuNotifierInvalidate: on_mmu_notifier_invalidate,
+        GmemPunchHole: on_gmem_punch_hole,
+        SetMemoryAttributes: on_set_memory_attributes,
+        MemoryTypeChange: on_memory_type_change,
+    }
+    return {
+        **zap_handlers(rules.zap_gfn_range, zap_memslot, zap_all_fast, zap_all),
+        **{op: partial(handler, rules) for op, handler in bound.items()},
+        **memslot_handlers(invalidate_zap_pages_in_memslot),
+        MmRelease: on_teardown,
+        VmDestroy: on_teardown,
+    }
 
 
-HANDLERS = {
-    **zap_handlers(zap_gfn_range, zap_memslot, zap_all_fast, zap_all),
-    UnmapGfnRange: call_unmap_gfn_range,
-    MmuNotifierInvalidate: on_mmu_notifier_invalidate,
-    GmemPunchHole: on_gmem_punch_hole,
-    SetMemoryAttributes: on_set_memory_attributes,
-    **memslot_handlers(invalidate_zap_pages_in_memslot),
-    MemoryTypeChange: on_memory_type_change,
-    MmRelease: on_mm_release,
-    VmDestroy: on_vm_destroy,
-}
+HANDLERS = handlers(Rules(unmap_gfn_range, zap_gfn_range))

@@ -14,20 +14,16 @@ c. tdp_mmu_zap_leafs returns false for a private root it must skip, and
    private root is visited after the shared one, so the shared root's flush
    (and any flush passed in) is lost (Chao Gao, 2024-04-17).
 
-Everything else (teardown, the fast zap, memslot plumbing) is the profile's.
+Everything else (events, slot zaps, teardown) is the profile's plumbing
+(`tdx_v10.handlers`) over these rules.
 """
 from __future__ import annotations
 
-from errno import EINVAL
 from typing import Optional, Union
 
-from conformance.model import (
-    MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, Decision, GmemPunchHole,
-    MemoryTypeChange, MmuNotifierInvalidate, RangeFlag, Root, SetMemoryAttributes, Slot, UnmapGfnRange, WarnSite,
-)
+from conformance.model import V10_ATTR_PRIVATE, V10_ATTR_SHARED, Decision, RangeFlag, Root, Slot, WarnSite
 from conformance_reference import tdx_v10 as intended
-from conformance_reference.calls import memslot_handlers, zap_handlers
-from conformance_reference.mmu import Mmu, Outcome
+from conformance_reference.mmu import Mmu
 
 
 class Uninitialised:
@@ -111,73 +107,6 @@ def zap_gfn_range(mmu: PostedMmu, start: int, end: int) -> Decision:
     return decision_for(mmu, True)
 
 
-def zap_memslot(mmu: PostedMmu, slot: Slot) -> Decision:
-    if mmu.vm.tdp_mmu:
-        flush = tdp_mmu_zap_leafs(mmu, slot.as_id, slot.base_gfn, slot.end_gfn, False, zap_private=True)
-    else:
-        flush = mmu.zap_rmaps(slot, slot.base_gfn, slot.end_gfn)
-    if flush:
-        mmu.flush_remote_tlbs()
-    return decision_for(mmu, True)
-
-
-def call_unmap_gfn_range(mmu: PostedMmu, op: UnmapGfnRange) -> Outcome:
-    flush, decision = unmap_gfn_range(mmu, mmu.slots[op.slot], op.start, op.end, op.range_flags, op.attr, op.flush_in)
-    return Outcome(flush=flush, decision=decision)
-
-
-def on_mmu_notifier_invalidate(mmu: PostedMmu, op: MmuNotifierInvalidate) -> Outcome:
-    flush = False
-    for slot in mmu.slots_overlapping(op.start, op.end, op.as_id):
-        lo, hi = max(op.start, slot.base_gfn), min(op.end, slot.end_gfn)
-        flush |= unmap_gfn_range(mmu, slot, lo, hi, frozenset(), None)[0]
-    if flush:
-        mmu.flush_remote_tlbs()
-    return Outcome()
-
-
-def on_gmem_punch_hole(mmu: PostedMmu, op: GmemPunchHole) -> Outcome:
-    flush, _ = unmap_gfn_range(mmu, mmu.slots[op.slot], op.start, op.end, frozenset({RangeFlag.RESTRICTED_MEM}), None)
-    if flush:
-        mmu.flush_remote_tlbs()
-    return Outcome()
-
-
-def on_set_memory_attributes(mmu: PostedMmu, op: SetMemoryAttributes) -> Outcome:
-    if op.size == 0 or op.address + op.size >= 1 << 64 or op.address % PAGE_SIZE or op.size % PAGE_SIZE:
-        return Outcome(errno=EINVAL)
-    start, end = op.address // PAGE_SIZE, (op.address + op.size) // PAGE_SIZE
-    private = bool(op.attributes & MEMORY_ATTRIBUTE_PRIVATE)
-    mmu.set_private(start, end, private)
-    attr = V10_ATTR_PRIVATE if private else V10_ATTR_SHARED
-    flush = False
-    for slot in mmu.slots_overlapping(start, end):
-        lo, hi = max(start, slot.base_gfn), min(end, slot.end_gfn)
-        flush |= unmap_gfn_range(mmu, slot, lo, hi, frozenset({RangeFlag.SET_MEM_ATTR}), attr)[0]
-    if flush:
-        mmu.flush_remote_tlbs()
-    return Outcome()
-
-
-def invalidate_zap_pages_in_memslot(mmu: PostedMmu, slot: Slot) -> None:
-    if mmu.vm.mirror:
-        zap_memslot(mmu, slot)
-    else:
-        intended.zap_all_fast(mmu)
-
-
-def on_memory_type_change(mmu: PostedMmu, op: MemoryTypeChange) -> Outcome:
-    zap_gfn_range(mmu, op.start, op.end)
-    return Outcome()
-
-
-HANDLERS = {
-    **intended.HANDLERS,  # teardown and the fast zap are untouched by 047's bugs
-    **zap_handlers(zap_gfn_range, zap_memslot, intended.zap_all_fast, intended.zap_all),
-    UnmapGfnRange: call_unmap_gfn_range,
-    MmuNotifierInvalidate: on_mmu_notifier_invalidate,
-    GmemPunchHole: on_gmem_punch_hole,
-    SetMemoryAttributes: on_set_memory_attributes,
-    **memslot_handlers(invalidate_zap_pages_in_memslot),
-    MemoryTypeChange: on_memory_type_change,
-}
+# Everything else, slot zaps (zap_private = true, so bug c cannot bite)
+# and teardown included, is the profile's plumbing over these two rules.
+HANDLERS = intended.handlers(intended.Rules(unmap_gfn_range, zap_gfn_range))
