@@ -6,10 +6,10 @@ profile, layer and VM-type tags come from their declared lists.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional
 
 from .model import (
-    DisableQuirk, GmemFlag, GmemPunchHole, Layer, Level, Mapping, Operation, Profile, SetMemoryAttributes,
+    DisableQuirk, GmemFlag, GmemPunchHole, Kind, Layer, Level, Mapping, Operation, Profile, SetMemoryAttributes,
     Slot, Vm, VmType, op_layer,
 )
 
@@ -22,8 +22,10 @@ TAGS: dict[str, str] = {
     "tdx:gpaw48": "a TDX VM with a 48-bit guest physical address width",
     "huge:2M": "2 MiB leaf mappings",
     "huge:1G": "1 GiB leaf mappings",
+    "huge:private": "a private leaf above 4K (private memory backed by huge folios)",
     "invalid_roots": "mappings in roots already marked invalid",
     "private_slot": "a private-capable memslot (KVM_MEM_PRIVATE / KVM_MEM_GUEST_MEMFD)",
+    "gmem:no_private_mem": "a guest_memfd memslot in a VM without private memory",
     "gmem:MMAP": "guest_memfd created with GUEST_MEMFD_FLAG_MMAP",
     "gmem:INIT_SHARED": "guest_memfd created with GUEST_MEMFD_FLAG_INIT_SHARED",
     "gmem:punch_hole": "fallocate(PUNCH_HOLE) on the private backing store",
@@ -34,10 +36,21 @@ TAGS: dict[str, str] = {
 }
 
 
+def since_version(tag: str) -> Optional[tuple[int, int]]:
+    """`since:X.Y`: the vector's outcome is that of Linux X.Y and later; an
+    older kernel behaves differently (docs/spec.md says how and why)."""
+    head, _, value = tag.partition(":")
+    major, dot, minor = value.partition(".")
+    if head != "since" or not dot or not major.isdigit() or not minor.isdigit():
+        return None
+    return int(major), int(minor)
+
+
 def known(tag: str) -> bool:
     head, _, value = tag.partition(":")
     structural = {"profile": Profile, "layer": Layer, "vm": VmType}
-    return tag in TAGS or head in structural and value in {m.value for m in structural[head]}
+    return (tag in TAGS or head in structural and value in {m.value for m in structural[head]}
+            or since_version(tag) is not None)
 
 
 def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iterable[Operation]) -> frozenset[str]:
@@ -54,6 +67,7 @@ def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iter
     for slot in slots:
         tags |= {"smm"} if slot.as_id == 1 else set()
         tags |= {"private_slot"} if slot.private else set()
+        tags |= {"gmem:no_private_mem"} if slot.private and not vm.private_mem else set()
         tags |= {"dirty_logging"} if slot.log_dirty else set()
         tags |= {"readonly_slot"} if slot.readonly else set()
         tags |= {f"gmem:{f.value}" for f in slot.gmem_flags}
@@ -61,6 +75,7 @@ def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iter
         tags |= {"huge:2M"} if m.level is Level.L2M else set()
         tags |= {"huge:1G"} if m.level is Level.L1G else set()
         tags |= {"invalid_roots"} if m.invalid else set()
+        tags |= {"huge:private"} if m.level > Level.L4K and m.kind is Kind.PRIVATE else set()
     tags |= {"gmem:punch_hole" for op in ops if isinstance(op, GmemPunchHole)}
     tags |= {"memory_attributes" for op in ops if isinstance(op, SetMemoryAttributes)}
     return frozenset(tags)

@@ -5,6 +5,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, runtime_checkable
 
+from . import capabilities
 from .model import Layer, Observable, Observation, Profile, Vector, VmType
 
 
@@ -39,6 +40,10 @@ class BackendInfo:
     explanations: Mapping[str, str] = field(default_factory=dict)  # tag -> why it is missing
     details: Mapping[str, str] = field(default_factory=dict)  # probed facts shown by `conformance backends`
     known_failures: tuple[KnownFailure, ...] = ()
+    # The Linux version whose behaviour the backend shows, as (major, minor):
+    # it meets `since:X.Y` tags from X.Y on. None: a model of its profiles'
+    # own kernel, which meets them all.
+    linux: Optional[tuple[int, int]] = None
 
     provided: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -57,8 +62,18 @@ class BackendInfo:
         """The requirements this backend does not meet, each with its reason."""
         if self.unavailable:
             return [f"backend {self.name} unavailable: {self.unavailable}"]
-        return [f"{tag}: {self.explanations.get(tag, f'not provided by backend {self.name}')}"
-                for tag in sorted(requires - self.provided)]
+        return [f"{tag}: {self.explain(tag)}" for tag in sorted(requires - self.provided) if not self.meets_version(tag)]
+
+    def meets_version(self, tag: str) -> bool:
+        since = capabilities.since_version(tag)
+        return since is not None and (self.linux is None or self.linux >= since)
+
+    def explain(self, tag: str) -> str:
+        since = capabilities.since_version(tag)
+        if since is not None and self.linux is not None:
+            return (f"the outcome is that of Linux >= {since[0]}.{since[1]}; backend {self.name} runs "
+                    f"Linux {self.linux[0]}.{self.linux[1]}")
+        return self.explanations.get(tag, f"not provided by backend {self.name}")
 
 
 @runtime_checkable

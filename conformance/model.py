@@ -369,9 +369,15 @@ class Observables:
     decision: Optional[Decision] = None
     warns: Optional[frozenset[WarnSite]] = None
     errno: Optional[int] = None
+    # An observation only: observables left None in this step, each with why
+    # ("mappings", "the VM is gone"). The verdict ignores exactly these.
+    withheld: tuple[tuple[str, str], ...] = ()
 
     def asserted(self) -> tuple[Observable, ...]:
         return tuple(o for o in Observable if getattr(self, o.value) is not None)
+
+    def withheld_reason(self, what: Observable) -> Optional[str]:
+        return next((why for name, why in self.withheld if name == what.value), None)
 
 
 @dataclass(frozen=True)
@@ -412,7 +418,9 @@ class Vector:
 
 @dataclass(frozen=True)
 class Observation:
-    """What a backend saw, one entry per step, in the spec's vocabulary."""
+    """What a backend saw, one entry per step, in the spec's vocabulary.
+    `notes` are remarks for the reader; an observable is excused only by its
+    step's `withheld` entry."""
 
     steps: tuple[Observables, ...]
     notes: tuple[str, ...] = field(default=())

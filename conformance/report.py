@@ -77,9 +77,9 @@ class MatrixReporter:
             tr.write_line(f"plugin error: {error.source}: {error.message}")
         for nodeid in self.collect_errors:
             tr.write_line(f"vector file not loaded: {nodeid}")
-        blind = Counter((r.backend, r.profile, i.rsplit(": ", 1)[-1]) for r in self.results.values() for i in r.ignored)
+        blind = Counter((r.backend, r.profile, i.split(": ", 1)[-1]) for r in self.results.values() for i in r.ignored)
         for (backend, profile, what), n in sorted(blind.items()):
-            tr.write_line(f"ignored on {backend}/{profile}: {what} in {n} item(s) (not declared by the backend, or withheld with a note)")
+            tr.write_line(f"ignored on {backend}/{profile}: {what} in {n} item(s)")
         reasons = Counter((r.backend, r.detail) for r in self.results.values() if r.outcome == "skipped")
         for (backend, reason), n in sorted(reasons.items()):
             tr.write_line(f"skipped {n} on {backend}: {reason}")

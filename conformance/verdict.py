@@ -15,7 +15,7 @@ class Verdict:
 
 def judge(vector: Vector, observation: Observation, observable: frozenset[Observable]) -> Verdict:
     """An expectation is ignored when the backend does not declare the
-    observable, or leaves it None for a step and explains why in a note."""
+    observable, or withholds it in that step with a reason."""
     if len(observation.steps) != len(vector.steps):
         return Verdict(False, (f"backend returned {len(observation.steps)} step observations "
                                f"for {len(vector.steps)} steps",), ())
@@ -25,12 +25,14 @@ def judge(vector: Vector, observation: Observation, observable: frozenset[Observ
         label = f"step {number} ({op_name(step.op)}, line {step.line})"
         for what in step.expect.asserted():
             got = getattr(seen, what.value)
-            if what not in observable or (got is None and observation.notes):
-                ignored.append(f"{label}: {what.value}")
+            why = "not declared observable by the backend" if what not in observable else (
+                seen.withheld_reason(what) if got is None else None)
+            if why is not None:
+                ignored.append(f"{label}: {what.value} ({why})")
                 continue
             if got is None:  # a declared observable withheld without a word is a backend bug, not a pass
                 diffs.append(f"{label}: {what.value}: the backend declares it observable but reported nothing "
-                             f"and gave no note saying why")
+                             f"and gave no reason for this step")
                 continue
             diffs.extend(f"{label}: {line}" if i == 0 else line
                          for i, line in enumerate(compare(what, getattr(step.expect, what.value), got)))

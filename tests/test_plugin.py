@@ -174,10 +174,11 @@ def test_unobservable_is_ignored_visibly(tmp_path: Path) -> None:
     report = tmp_path / "out.json"
     out = run_pytest(tmp_path, env, "suites", "--backend", "acme", "--conformance-json", str(report))
     assert out.returncode == 0, out.stdout
-    assert "ignored on acme/mainline: decision in 1 item(s)" in out.stdout
-    assert "cannot observe: step 1 (unmap_gfn_range, line 27): decision" in out.stdout
+    assert "ignored on acme/mainline: decision (not declared observable by the backend) in 1 item(s)" in out.stdout
+    assert "cannot observe: step 1 (unmap_gfn_range, line 27): decision (not declared" in out.stdout
     [result] = json.loads(report.read_text())
-    assert result["outcome"] == "passed" and result["ignored"] == ["step 1 (unmap_gfn_range, line 27): decision"]
+    assert result["outcome"] == "passed" and result["ignored"] == [
+        "step 1 (unmap_gfn_range, line 27): decision (not declared observable by the backend)"]
 
 
 def test_bad_file_is_one_collection_error_and_the_rest_runs(tmp_path: Path) -> None:

@@ -49,13 +49,21 @@ def test_scalar_differences_are_named() -> None:
 def test_unobservable_expectation_is_ignored_not_failed() -> None:
     verdict = judge(VECTOR, observed(decision=Decision.NONE), EVERYTHING - {Observable.DECISION})
     assert verdict.passed
-    assert verdict.ignored == ("step 1 (unmap_gfn_range, line 29): decision",)
+    assert verdict.ignored == ("step 1 (unmap_gfn_range, line 29): decision (not declared observable by the backend)",)
 
 
-def test_an_explained_none_counts_as_unobservable() -> None:
+def test_a_withheld_observable_is_ignored_in_its_step_only() -> None:
+    seen = Observation(steps=(Observables(mappings=EXPECTED.mappings, decision=EXPECTED.decision,
+                                          warns=EXPECTED.warns, withheld=(("flush", "counter unreadable"),)),))
+    verdict = judge(VECTOR, seen, EVERYTHING)
+    assert verdict.passed
+    assert verdict.ignored == ("step 1 (unmap_gfn_range, line 29): flush (counter unreadable)",)
+
+
+def test_a_note_does_not_excuse_a_missing_observable() -> None:
     seen = Observation(steps=(Observables(mappings=EXPECTED.mappings),), notes=("flush counter unreadable",))
     verdict = judge(VECTOR, seen, EVERYTHING)
-    assert verdict.passed and len(verdict.ignored) == 3
+    assert not verdict.passed and not verdict.ignored and len(verdict.diffs) == 3
 
 
 def test_an_unexplained_none_for_a_declared_observable_fails() -> None:

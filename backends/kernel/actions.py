@@ -97,8 +97,7 @@ def memory_type(s: Session, op: MemoryTypeChange) -> int:
 
 def set_attributes(s: Session, op: SetMemoryAttributes) -> int:
     """Only reached where KVM_CAP_MEMORY_ATTRIBUTES is non-zero."""
-    attrs = k.MemoryAttributes(op.address, op.size, op.attributes, op.flags)
-    return errno_of(lambda: k.ioctl(s.vm.fd, k.KVM_SET_MEMORY_ATTRIBUTES, attrs))
+    return errno_of(lambda: s.set_attributes(op.address, op.size, op.attributes, op.flags))
 
 
 def destroy(s: Session, op: VmDestroy) -> int:

@@ -23,6 +23,8 @@ HUGE = 512 * PAGE
 PTES_PER_PAGE = 512
 MAX_DATA_PT = 64  # data page tables: 4K leaves at most 64 * 512
 MAX_HUGE = 510 - MAX_DATA_PT  # PD entries left for 2M leaves
+GIANT = 512 * HUGE
+MAX_GIANT = 4  # PDPT[1..4]: one 1 GiB guest page each
 
 # System slot layout, in pages from its base GPA.
 PML4, PDPT, PD, SYS_PT, CODE, CTRL = range(6)
@@ -55,6 +57,12 @@ def va_4k(i: int) -> int:
 def va_2m(small: int, j: int) -> int:
     """Guest VA of the j-th 2M data page: the PD entries after the data page tables."""
     return (1 + data_tables(small) + j) * HUGE
+
+
+def va_1g(j: int) -> int:
+    """Guest VA of the j-th 1G data page: a PS=1 PDPT entry above the first GiB
+    (the shadow MMU maps a 1G SPTE only under a 1G guest page)."""
+    return (1 + j) * GIANT
 
 
 @dataclass(frozen=True)
@@ -119,12 +127,13 @@ def sys_pages(small: int) -> int:
     return DATA_PT0 + max(1, data_tables(small))
 
 
-def build_system(mem: memoryview, sys_gpa: int, mmio_gpa: int, small: list[int], huge: list[int]) -> None:
+def build_system(mem: memoryview, sys_gpa: int, mmio_gpa: int, small: list[int], huge: list[int],
+                 giant: list[int]) -> None:
     """Write page tables, code and control page into the system slot's memory.
 
     4K data page i is mapped at va_4k(i) -> small[i] and 2M data page j at
     va_2m(j) -> huge[j] (a PS=1 PDE), each once: one VA per GFN, so one SPTE
-    per leaf (pages_4k counts SPTEs, not GFNs).
+    per leaf (pages_4k counts SPTEs, not GFNs); 1G data page k at va_1g(k).
     """
     def gpa(page: int) -> int:
         return sys_gpa + page * PAGE
@@ -142,13 +151,13 @@ def build_system(mem: memoryview, sys_gpa: int, mmio_gpa: int, small: list[int],
         put(SYS_PT, SYS_ALIAS_VA // PAGE + page, gpa(page) | LEAF)
     for table in range(data_tables(len(small))):
         put(PD, DATA_VA // HUGE + table, gpa(DATA_PT0 + table) | TABLE)
-    write_data_ptes(mem, small, huge)
+    write_data_ptes(mem, small, huge, giant)
     blob = code()
     mem[CODE * PAGE:CODE * PAGE + len(blob)] = blob
 
 
-def write_data_ptes(mem: memoryview, small: list[int], huge: list[int]) -> None:
-    """(Re)write every data PTE and 2M PDE with A/D clear.
+def write_data_ptes(mem: memoryview, small: list[int], huge: list[int], giant: list[int]) -> None:
+    """(Re)write every data PTE, 2M PDE and 1G PDPTE with A/D clear.
 
     Clearing A before a re-touch stops the shadow MMU's PTE prefetch from
     mapping neighbours of a faulting page (it only prefetches gPTEs with
@@ -158,6 +167,8 @@ def write_data_ptes(mem: memoryview, small: list[int], huge: list[int]) -> None:
         struct.pack_into("<Q", mem, DATA_PT0 * PAGE + i * 8, data_gpa | LEAF)
     for j, data_gpa in enumerate(huge):
         struct.pack_into("<Q", mem, PD * PAGE + va_2m(len(small), j) // HUGE * 8, data_gpa | LEAF | PTE_PS)
+    for j, data_gpa in enumerate(giant):
+        struct.pack_into("<Q", mem, PDPT * PAGE + va_1g(j) // GIANT * 8, data_gpa | LEAF | PTE_PS)
 
 
 def set_pass(mem: memoryview, va: int, count: int, mode: int) -> None:

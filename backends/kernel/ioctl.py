@@ -56,6 +56,7 @@ KVM_EXIT_MMIO = 6
 KVM_EXIT_SHUTDOWN = 8
 KVM_EXIT_INTR = 10
 KVM_EXIT_INTERNAL_ERROR = 17
+KVM_EXIT_MEMORY_FAULT = 39
 EXIT_NAMES = {0: "UNKNOWN", 2: "IO", 5: "HLT", 6: "MMIO", 8: "SHUTDOWN", 9: "FAIL_ENTRY", 10: "INTR",
               17: "INTERNAL_ERROR", 39: "MEMORY_FAULT"}
 
@@ -69,6 +70,7 @@ MADV_DONTNEED = 4
 MADV_HUGEPAGE = 14
 MADV_NOHUGEPAGE = 15
 MAP_NORESERVE = 0x4000  # not exported by the mmap module
+MAP_FIXED = 0x10
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
 
@@ -97,9 +99,9 @@ def ioctl(fd: int, request: int, arg: "int | ctypes.Array | ctypes.Structure | N
     return ret
 
 
-def mmap(length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+def mmap(length: int, prot: int, flags: int, fd: int = -1, offset: int = 0, at: Optional[int] = None) -> int:
     """mmap(2) returning the address; the caller owns it (munmap)."""
-    addr = _libc.mmap(None, length, prot, flags, fd, offset)
+    addr = _libc.mmap(at, length, prot, flags, fd, offset)
     if addr in (None, MAP_FAILED):
         err = ctypes.get_errno()
         raise OSError(err, f"mmap: {os.strerror(err)}")
@@ -202,3 +204,4 @@ RUN_MMIO_PHYS_ADDR = 32
 RUN_MMIO_LEN = 48
 RUN_MMIO_IS_WRITE = 52
 RUN_INTERNAL_SUBERROR = 32
+RUN_MEMORY_FAULT_GPA = 40  # struct { u64 flags; u64 gpa; u64 size; } memory_fault at 32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.model import Level, Mapping, Root, Slot, State
+from conformance.model import Kind, Level, Mapping, Root, Slot, State
 
 from . import guest
 
@@ -41,19 +41,27 @@ class Layout:
     mmio_gpa: int
     sys_slot: int  # KVM slot id of the system slot
     phys_bits: int  # guest MAXPHYADDR (CPUID 0x80000008)
-    candidates: tuple[Candidate, ...]  # 4K ones first, then 2M ones
+    candidates: tuple[Candidate, ...]  # 4K ones first, then 2M, then 1G
+
+    def gpas(self, level: Level) -> list[int]:
+        return [c.gpa for c in self.candidates if c.mapping.level is level]
 
     @property
     def small(self) -> list[int]:
-        return [c.gpa for c in self.candidates if c.mapping.level is Level.L4K]
+        return self.gpas(Level.L4K)
 
     @property
     def huge(self) -> list[int]:
-        return [c.gpa for c in self.candidates if c.mapping.level is Level.L2M]
+        return self.gpas(Level.L2M)
 
-    def huge_in(self, slot: int) -> tuple[int, ...]:
-        """GPAs of the slot's 2M leaves: the only host ranges given THPs."""
-        return tuple(c.gpa for c in self.candidates if c.slot == slot and c.mapping.level is Level.L2M)
+    @property
+    def giant(self) -> list[int]:
+        return self.gpas(Level.L1G)
+
+    def blocks_in(self, slot: int, level: Level) -> tuple[int, ...]:
+        """GPAs of the slot's leaves of this level: the only host ranges given
+        THPs (2M) or 1 GiB hugetlb pages (1G)."""
+        return tuple(c.gpa for c in self.candidates if c.slot == slot and c.mapping.level is level)
 
 
 def slot_of(state: State, m: Mapping) -> Slot:
@@ -72,21 +80,25 @@ def plan(state: State, root: Root, phys_bits: int, nr_memslots: int) -> Layout:
                               f"(MAXPHYADDR {phys_bits})")
         if s.id >= nr_memslots - 1:
             raise Unsupported(f"slot id {s.id} >= KVM_CAP_NR_MEMSLOTS - 1 = {nr_memslots - 1}")
-    slots = {s.id: s for s in state.slots}
     for m in state.mappings:
-        if m.root is not root or m.invalid or m.as_id or m.level is Level.L1G:
-            raise Unsupported(f"initial mapping {m.describe()}: only valid 4K/2M {root.value} leaves in as_id 0")
-        slot = slots[slot_of(state, m).id]
-        if m.level is Level.L2M and (slot.private or slot.log_dirty):
-            raise Unsupported(f"initial mapping {m.describe()}: a 2M leaf needs a THP-backed slot without dirty "
-                              "logging; guest_memfd allocates 4K folios and dirty logging forces 4K")
+        if m.root is not root or m.invalid or m.as_id:
+            raise Unsupported(f"initial mapping {m.describe()}: only valid {root.value} leaves in as_id 0")
+        slot = slot_of(state, m)
+        if m.level > Level.L4K and (slot.private and m.kind is Kind.PRIVATE or slot.log_dirty):
+            raise Unsupported(f"initial mapping {m.describe()}: a huge leaf needs a huge host page, which "
+                              "guest_memfd (4K folios) and dirty logging (4K mappings) never give")
     order = sorted(state.mappings, key=lambda m: (m.level, slot_of(state, m).id, m.gfn))
-    small = [m for m in order if m.level is Level.L4K]
-    if guest.data_tables(len(small)) > guest.MAX_DATA_PT or len(order) - len(small) > guest.MAX_HUGE:
-        raise Unsupported(f"{len(small)} 4K and {len(order) - len(small)} 2M initial mappings; the guest maps at "
-                          f"most {guest.MAX_DATA_PT * guest.PTES_PER_PAGE} and {guest.MAX_HUGE}")
+    count = {level: sum(m.level is level for m in order) for level in Level}
+    if (guest.data_tables(count[Level.L4K]) > guest.MAX_DATA_PT or count[Level.L2M] > guest.MAX_HUGE
+            or count[Level.L1G] > guest.MAX_GIANT):
+        raise Unsupported(f"{count[Level.L4K]} 4K, {count[Level.L2M]} 2M and {count[Level.L1G]} 1G initial "
+                          f"mappings; the guest maps at most {guest.MAX_DATA_PT * guest.PTES_PER_PAGE}, "
+                          f"{guest.MAX_HUGE} and {guest.MAX_GIANT}")
+    first = {Level.L4K: 0, Level.L2M: count[Level.L4K], Level.L1G: count[Level.L4K] + count[Level.L2M]}
     cands = []
     for index, m in enumerate(order):
-        va = guest.va_4k(index) if m.level is Level.L4K else guest.va_2m(len(small), index - len(small))
+        nth = index - first[m.level]
+        va = (guest.va_4k(nth) if m.level is Level.L4K else guest.va_2m(count[Level.L4K], nth)
+              if m.level is Level.L2M else guest.va_1g(nth))
         cands.append(Candidate(index, va, slot_of(state, m).id, m))
     return Layout(sys_gpa, mmio_gpa, nr_memslots - 1, phys_bits, tuple(cands))

@@ -11,6 +11,7 @@ from conformance.model import GmemFlag, Layer, Observable, Observables, Observat
 from . import __version__, actions, layout, observe, probe
 from . import ioctl as k
 from .session import Session
+from .trace import SpteTrace
 from .vm import LiveVm, bounded_passes
 
 OBSERVABLES = frozenset({Observable.MAPPINGS, Observable.FLUSH, Observable.ERRNO})
@@ -33,7 +34,9 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
     tdp = f"tdp_mmu={p.tdp_mmu or 'unreadable'}"
     types = f"KVM_CAP_VM_TYPES={p.vm_types:#x}"
     gflags = {GmemFlag.MMAP: k.GUEST_MEMFD_FLAG_MMAP, GmemFlag.INIT_SHARED: k.GUEST_MEMFD_FLAG_INIT_SHARED}
-    gmem_ok = p.guest_memfd and p.user_memory2
+    default_vm = p.per_vm.get("DEFAULT", probe.VmCaps(False, 0, 0))
+    gmem_ok = p.user_memory2 and any(c.guest_memfd for c in p.per_vm.values())
+    gmem_flags = default_vm.gmem_flags if default_vm.guest_memfd else p.gmem_flags
     have = {
         "mmu:shadow": (not p.tdp_mmu_on, f"TDP MMU on: {tdp}"),
         "mmu:tdp": (p.tdp_mmu_on, f"TDP MMU off: {tdp}"),
@@ -43,11 +46,21 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
         "tdx:gpaw48": (False, f"needs a TDX VM: VM type TDX not in {types}"),
         "huge:2M": (p.thp in ("always", "madvise"), f"2M SPTEs need host THPs: transparent_hugepage/enabled="
                                                     f"{p.thp or 'unreadable'}"),
-        "huge:1G": (False, "1G SPTEs need guest 1G pages over hugetlbfs 1G pages; not set up by this backend"),
+        "huge:1G": (p.giant_pages > 0 and p.gbpages,
+                    "1G SPTEs need 1 GiB guest pages (Page1GB not in KVM_GET_SUPPORTED_CPUID)" if not p.gbpages else
+                    "1G SPTEs need 1 GiB hugetlb pages: /sys/kernel/mm/hugepages/hugepages-1048576kB/"
+                    f"free_hugepages={p.giant_pages} (reserve some with nr_hugepages, or hugepagesz=1G hugepages=N "
+                    "on the kernel command line)"),
+        "huge:private": (False, "guest_memfd on this kernel allocates 4K folios: a private leaf is always 4K "
+                                f"(no huge-page flag in KVM_CAP_GUEST_MEMFD_FLAGS={p.gmem_flags:#x})"),
         "invalid_roots": (False, "leaves in roots already marked invalid exist only inside a zap; userspace cannot "
                                  "prepare them"),
         "private_slot": (gmem_ok, f"guest_memfd memslots need KVM_CAP_GUEST_MEMFD={int(p.guest_memfd)} and "
                                   f"KVM_CAP_USER_MEMORY2={int(p.user_memory2)}"),
+        "gmem:no_private_mem": (gmem_ok and default_vm.guest_memfd,
+                                "a DEFAULT VM answers KVM_CAP_GUEST_MEMFD="
+                                f"{int(default_vm.guest_memfd)} on its fd: this kernel takes guest_memfd slots only "
+                                "in VMs with private memory (check_memory_region_flags)"),
         "gmem:punch_hole": (gmem_ok, f"needs KVM_CAP_GUEST_MEMFD (={int(p.guest_memfd)})"),
         "memory_attributes": (bool(p.memory_attributes), "private memory needs KVM_CAP_MEMORY_ATTRIBUTES "
                                                          f"(={p.memory_attributes} on this kernel)"),
@@ -57,8 +70,8 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
         "readonly_slot": (p.readonly_mem, "KVM_CAP_READONLY_MEM=0"),
     }
     for flag, bit in gflags.items():
-        have[f"gmem:{flag.value}"] = (gmem_ok and bool(p.gmem_flags & bit),
-                                      f"GUEST_MEMFD_FLAG_{flag.value} not in KVM_CAP_GUEST_MEMFD_FLAGS={p.gmem_flags:#x}")
+        have[f"gmem:{flag.value}"] = (gmem_ok and bool(gmem_flags & bit),
+                                      f"GUEST_MEMFD_FLAG_{flag.value} not in KVM_CAP_GUEST_MEMFD_FLAGS={gmem_flags:#x}")
     caps = frozenset(tag for tag, (ok, _) in have.items() if ok)
     why = {tag: reason for tag, (ok, reason) in have.items() if not ok}
     for t in VmType:
@@ -77,6 +90,11 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
         "KVM_GET_API_VERSION": str(p.api_version),
         "KVM_CAP_VM_TYPES": f"{p.vm_types:#x} ({', '.join(p.vm_type_names)})",
         "tdp_mmu": p.tdp_mmu or "unreadable",
+        "npt/ept": p.npt or "no kvm_amd/kvm_intel",
+        "eager_page_split": p.eager_page_split or "unreadable",
+        "1 GiB hugetlb pages free": str(p.giant_pages),
+        **{f"VM fd of {name}": f"GUEST_MEMFD={int(c.guest_memfd)} GUEST_MEMFD_FLAGS={c.gmem_flags:#x} "
+                               f"MEMORY_ATTRIBUTES={c.memory_attributes:#x}" for name, c in p.per_vm.items()},
         "KVM_CAP_GUEST_MEMFD": f"{int(p.guest_memfd)} (flags {p.gmem_flags:#x})",
         "KVM_CAP_MEMORY_ATTRIBUTES": f"{p.memory_attributes:#x}",
         "KVM_CAP_DISABLE_QUIRKS2": f"{p.quirks:#x}",
@@ -85,8 +103,10 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
         "KVM_CAP_NR_MEMSLOTS": str(p.nr_memslots),
         "guest MAXPHYADDR": str(p.phys_bits),
         "transparent_hugepage": p.thp or "unreadable",
-        "tracefs": "writable (unused)" if p.tracefs else "not writable by this user (not needed)",
-        "observes": "mappings (pages_4k + per-page read re-touch), flush (remote_tlb_flush_requests delta), errno",
+        "tracefs": str(p.tracefs) if p.tracefs else "no writable tracefs with kvmmmu events",
+        "observes": ("mappings (" + ("kvm_tdp_mmu_spte_changed trace" if p.tdp_mmu_on and p.tracefs else
+                                     "per-page read re-touch") + ", checked against pages_4k/2m/1g), "
+                     "flush (remote_tlb_flush_requests delta), errno"),
         **{f"not observable: {name}": reason for name, reason in NOT_OBSERVABLE.items()},
     }
     return caps, why, details
@@ -97,6 +117,7 @@ class KernelBackend:
         self.device = device or probe.device_path()
         self.probe: Optional[probe.Probe] = None
         self._cpuid: Optional[k.Cpuid2] = None
+        self._trace: Optional[SpteTrace] = None
         try:
             self.probe = probe.probe(self.device)
         except OSError as err:
@@ -113,7 +134,8 @@ class KernelBackend:
             name="kernel", version=__version__, profiles=frozenset({Profile.MAINLINE}),
             layers=frozenset({Layer.EVENT}),
             vm_types=frozenset(VmType(n) for n in self.probe.vm_type_names) & LAUNCHABLE,
-            observables=OBSERVABLES, capabilities=caps, explanations=why, details=details)
+            observables=OBSERVABLES, capabilities=caps, explanations=why, details=details,
+            linux=self.probe.version)
 
     @staticmethod
     def unavailable(reason: str) -> BackendInfo:
@@ -130,16 +152,28 @@ class KernelBackend:
                 os.close(fd)
         return self._cpuid
 
+    def trace(self) -> Optional[SpteTrace]:
+        """The TDP MMU's SPTE trace, one tracefs instance per process; None
+        where there is no TDP MMU or no writable tracefs."""
+        assert self.probe is not None
+        if self._trace is None and self.probe.tdp_mmu_on and self.probe.tracefs is not None:
+            self._trace = SpteTrace(self.probe.tracefs, f"kvm_conformance_{os.getpid()}")
+        return self._trace
+
+    def close(self) -> None:
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
+
     def run(self, vector: Vector, profile: Profile) -> Observation:
         assert self.probe is not None, self.info.unavailable
         root = Root.DIRECT if self.probe.tdp_mmu_on else Root.SHADOW
         plan = layout.plan(vector.state, root, self.probe.phys_bits, self.probe.nr_memslots)
         vm_type = list(VmType).index(vector.state.vm.type)
         steps: list[Observables] = []
-        notes: list[str] = []
         with bounded_passes() as timed, LiveVm(self.device, vm_type) as vm:
             vm.timed = timed
-            s = Session(vm, plan, self.cpuid())
+            s = Session(vm, plan, self.cpuid(), self.trace())
             if not vector.state.vm.slot_zap_all:
                 vm.disable_quirks(k.KVM_X86_QUIRK_SLOT_ZAP_ALL)
             s.build(vector.state)
@@ -149,12 +183,12 @@ class KernelBackend:
                 flushes = vm.stats.read("remote_tlb_flush_requests")
                 errno = actions.perform(s, step.op)
                 if s.destroyed:  # nothing of a destroyed VM is left to look at
-                    steps.append(Observables(errno=errno))
-                    notes.append("vm_destroy: no VM is left to observe, so mappings and flush are not reported")
+                    gone = "no VM is left to observe (holding its stats fd would keep it alive)"
+                    steps.append(Observables(errno=errno, withheld=(("mappings", gone), ("flush", gone))))
                     continue
                 flushed = vm.stats.read("remote_tlb_flush_requests") != flushes
-                steps.append(Observables(mappings=observe.observe(s), flush=flushed, errno=errno))
-        return Observation(steps=tuple(steps), notes=tuple(notes))
+                steps.append(Observables(mappings=observe.observe(s, root), flush=flushed, errno=errno))
+        return Observation(steps=tuple(steps))
 
 
 @hookimpl

@@ -1,13 +1,16 @@
 """One vector's live run: the VM, its slots by spec id, the data pages
-still believed mapped."""
+still believed mapped, the memory attributes as last set."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from conformance.model import GmemFlag, Slot, State
+from typing import Optional
+
+from conformance.model import GmemFlag, Kind, Level, Slot, State
 
 from . import guest
 from . import ioctl as k
 from .layout import Candidate, Layout
+from .trace import Leaf, SpteTrace
 from .vm import GuestError, LiveVm, Region
 
 
@@ -16,9 +19,12 @@ class Session:
     vm: LiveVm
     layout: Layout
     cpuid: k.Cpuid2
+    trace: Optional[SpteTrace] = None  # the TDP MMU's exact leaves, where tracefs offers them
     regions: dict[int, Region] = field(default_factory=dict)  # spec slot id -> live memslot
     origin: dict[int, int] = field(default_factory=dict)  # spec slot id -> GPA the guest's PTEs point at
     present: set[int] = field(default_factory=set)  # candidate indexes whose SPTE is believed present
+    private: list[tuple[int, int]] = field(default_factory=list)  # GFN ranges whose attribute is private
+    kinds: dict[Leaf, Kind] = field(default_factory=dict)  # traced leaves: the attribute when they appeared
     sys_sptes: int = 0  # leaf SPTEs of the system slot after a system pass (every system page)
     destroyed: bool = False
 
@@ -26,19 +32,21 @@ class Session:
         """Memslots for every spec slot, then the guest touches exactly the
         initial mappings' GFNs. No mappings: no vCPU, no guest, no shadow
         pages at all, as in the spec's state."""
+        if self.trace is not None:
+            self.trace.reset()  # a new VM: no SPTE yet
         for slot in state.slots:
             flags = (k.KVM_MEM_LOG_DIRTY_PAGES if slot.log_dirty else 0) | (k.KVM_MEM_READONLY if slot.readonly else 0)
             gmem = gmem_bits(slot) if slot.private else None
-            self.regions[slot.id] = self.vm.add_region(slot.id, slot.base_gfn * guest.PAGE, slot.npages, flags, gmem,
-                                                       huge=self.layout.huge_in(slot.id))
+            self.regions[slot.id] = self.vm.add_region(
+                slot.id, slot.base_gfn * guest.PAGE, slot.npages, flags, gmem,
+                huge=self.layout.blocks_in(slot.id, Level.L2M), giant=self.layout.blocks_in(slot.id, Level.L1G))
             self.origin[slot.id] = slot.base_gfn * guest.PAGE
         for lo, hi in state.private_ranges:  # before any access, so private GFNs fault from guest_memfd
-            attrs = k.MemoryAttributes(lo * guest.PAGE, (hi - lo) * guest.PAGE, k.KVM_MEMORY_ATTRIBUTE_PRIVATE, 0)
-            k.ioctl(self.vm.fd, k.KVM_SET_MEMORY_ATTRIBUTES, attrs)
+            self.set_attributes(lo * guest.PAGE, (hi - lo) * guest.PAGE, k.KVM_MEMORY_ATTRIBUTE_PRIVATE)
         if not self.layout.candidates:
             return
         self.vm.start_guest(self.cpuid, self.layout.sys_slot, self.layout.sys_gpa, self.layout.mmio_gpa,
-                            self.layout.small, self.layout.huge)
+                            self.layout.small, self.layout.huge, self.layout.giant)
         self.vm.system_pass()
         self.sys_sptes = self.pages()
         slots = {s.id: s for s in state.slots}
@@ -47,14 +55,32 @@ class Session:
             self.vm.run_pass(run[0].va, len(run), mode)
         self.present = {c.index for c in self.layout.candidates}
         made = self.pages() - self.sys_sptes
-        huge = self.vm.stats.read("pages_2m")
-        if made != len(self.present) or huge != len(self.layout.huge):
-            raise GuestError(f"populating {len(self.present)} pages ({len(self.layout.huge)} of them 2M) made "
-                             f"{made} leaf SPTEs ({huge} of them 2M); a 2M leaf needs a host THP")
+        levels = {level: self.vm.stats.read(STAT[level]) for level in (Level.L2M, Level.L1G)}
+        wanted = {level: len(self.layout.gpas(level)) for level in (Level.L2M, Level.L1G)}
+        if made != len(self.present) or levels != wanted:
+            raise GuestError(f"populating {len(self.present)} pages ({wanted[Level.L2M]} 2M, {wanted[Level.L1G]} 1G) "
+                             f"made {made} leaf SPTEs ({levels[Level.L2M]} 2M, {levels[Level.L1G]} 1G); a huge leaf "
+                             "needs a huge host page and a huge guest page")
+
+    def set_attributes(self, address: int, size: int, attributes: int, flags: int = 0) -> None:
+        """KVM_SET_MEMORY_ATTRIBUTES; on success the private ranges follow."""
+        k.ioctl(self.vm.fd, k.KVM_SET_MEMORY_ATTRIBUTES, k.MemoryAttributes(address, size, attributes, flags))
+        lo, hi = address // guest.PAGE, (address + size) // guest.PAGE
+        kept = [(a, b) for a, b in self.private if b <= lo or a >= hi]
+        cut = [(a, lo) for a, b in self.private if a < lo < b] + [(hi, b) for a, b in self.private if a < hi < b]
+        added = [(lo, hi)] if attributes & k.KVM_MEMORY_ATTRIBUTE_PRIVATE else []
+        self.private = sorted(kept + cut + added)
+
+    def kind_at(self, gfn: int) -> Kind:
+        return Kind.PRIVATE if any(a <= gfn < b for a, b in self.private) else Kind.SHARED
 
     def pages(self) -> int:
-        """Present leaf SPTEs, any level (pages_4k + pages_2m count SPTEs, not GFNs)."""
-        return self.vm.stats.read("pages_4k") + self.vm.stats.read("pages_2m")
+        """Present leaf SPTEs, any level (the pages_* stats count SPTEs, not GFNs)."""
+        return sum(self.vm.stats.read(name) for name in STAT.values())
+
+    def is_system(self, gfn: int) -> bool:
+        base = self.layout.sys_gpa // guest.PAGE
+        return base <= gfn < base + self.vm.sys_npages
 
     def live(self, c: Candidate) -> bool:
         """The guest can still reach this candidate's GFN through its slot."""
@@ -65,13 +91,16 @@ class Session:
         return self.regions[c.slot]
 
 
+STAT = {Level.L4K: "pages_4k", Level.L2M: "pages_2m", Level.L1G: "pages_1g"}
+
+
 def gmem_bits(slot: Slot) -> int:
     return sum({GmemFlag.MMAP: k.GUEST_MEMFD_FLAG_MMAP, GmemFlag.INIT_SHARED: k.GUEST_MEMFD_FLAG_INIT_SHARED}[f]
                for f in slot.gmem_flags)
 
 
 def runs(cands: tuple[Candidate, ...]) -> list[list[Candidate]]:
-    """Consecutive 4K candidates of one slot, or one 2M candidate: one populate pass each."""
+    """Consecutive 4K candidates of one slot, or one huge candidate: one populate pass each."""
     out: list[list[Candidate]] = []
     for c in cands:
         last = out[-1][-1] if out else None

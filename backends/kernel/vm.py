@@ -13,10 +13,11 @@ from typing import Iterator, Optional
 
 from . import guest
 from . import ioctl as k
+from .hugetlb import GIANT, map_giant
 from .stats import Stats
 
 PAGE = guest.PAGE
-VM_STATS = ("remote_tlb_flush_requests", "pages_4k", "pages_2m")
+VM_STATS = ("remote_tlb_flush_requests", "pages_4k", "pages_2m", "pages_1g")
 VCPU_STATS = ("pf_fixed",)
 PASS_CPU_SECONDS = 2.0  # a pass touches at most 32768 pages: ~0.2 s at the measured 6 us per fault
 
@@ -27,6 +28,15 @@ class GuestError(RuntimeError):
 
 class GuestTimeout(GuestError):
     pass
+
+
+class MemoryFault(GuestError):
+    """KVM_EXIT_MEMORY_FAULT: the page's attribute and its backing disagree
+    (e.g. private in a slot without guest_memfd): KVM maps nothing there."""
+
+    def __init__(self, gpa: int) -> None:
+        super().__init__(f"KVM_EXIT_MEMORY_FAULT at GPA {gpa:#x}")
+        self.gpa = gpa
 
 
 @contextmanager
@@ -95,18 +105,23 @@ class LiveVm:
         self.fds.append(fd)
         return fd
 
-    def map(self, length: int, fd: int = -1, align_to: int = 0) -> int:
+    def map(self, length: int, fd: int = -1, align_to: int = 0, align: int = guest.HUGE) -> int:
         """A shared mapping of `fd`, or anonymous memory placed so that its
-        address is congruent to `align_to` modulo 2 MiB: a huge SPTE needs
+        address is congruent to `align_to` modulo `align`: a huge SPTE needs
         the host address and the GPA equally aligned (lpage_info)."""
         if fd >= 0:
             addr = k.mmap(length, pymmap.PROT_READ | pymmap.PROT_WRITE, pymmap.MAP_SHARED, fd)
             self.maps.append((addr, length))
             return addr
         flags = pymmap.MAP_PRIVATE | pymmap.MAP_ANONYMOUS | k.MAP_NORESERVE
-        raw = k.mmap(length + guest.HUGE, pymmap.PROT_READ | pymmap.PROT_WRITE, flags)
-        self.maps.append((raw, length + guest.HUGE))
-        return raw + (align_to - raw) % guest.HUGE
+        raw = k.mmap(length + align, pymmap.PROT_READ | pymmap.PROT_WRITE, flags)
+        self.maps.append((raw, length + align))
+        return raw + (align_to - raw) % align
+
+    def map_giant(self, addr: int) -> None:
+        """Replace 1 GiB of a slot's anonymous backing with a hugetlb page
+        (the reservation's munmap in close() unmaps it too)."""
+        self.own(map_giant(addr))
 
     def close(self) -> None:
         """Release everything; safe to call twice and after a failed init."""
@@ -148,23 +163,27 @@ class LiveVm:
             k.ioctl(self.fd, k.KVM_SET_USER_MEMORY_REGION, r)  # the first 32 bytes are the v1 layout
 
     def add_region(self, kvm_slot: int, gpa: int, npages: int, flags: int = 0,
-                   gmem_flags: Optional[int] = None, huge: tuple[int, ...] = ()) -> Region:
+                   gmem_flags: Optional[int] = None, huge: tuple[int, ...] = (),
+                   giant: tuple[int, ...] = ()) -> Region:
         """A memslot backed by fresh anonymous memory, or by a guest_memfd
         (mmap'ed as the userspace address when it allows MMAP). Anonymous
         memory gets THPs only in the 2 MiB blocks at the GPAs in `huge`:
         elsewhere a host THP would turn a 4K MADV_DONTNEED into a 2 MiB
-        invalidation (spec §2.3)."""
+        invalidation (spec §2.3). The 1 GiB blocks at `giant` get hugetlb
+        pages."""
         gmem_fd = None
         if gmem_flags is not None:
             gmem_fd = self.own(k.ioctl(self.fd, k.KVM_CREATE_GUEST_MEMFD,
                                        k.CreateGuestMemfd(size=npages * PAGE, flags=gmem_flags)))
             flags |= k.KVM_MEM_GUEST_MEMFD
         via_gmem = gmem_fd is not None and gmem_flags & k.GUEST_MEMFD_FLAG_MMAP
-        addr = self.map(npages * PAGE, gmem_fd if via_gmem else -1, gpa)
+        addr = self.map(npages * PAGE, gmem_fd if via_gmem else -1, gpa, GIANT if giant else guest.HUGE)
         if not via_gmem:
             k.madvise(addr, npages * PAGE, k.MADV_NOHUGEPAGE)
             for block in huge:  # 2 MiB-aligned in both spaces: the VMA splits without an invalidation
                 k.madvise(addr + block - gpa, guest.HUGE, k.MADV_HUGEPAGE)
+            for block in giant:
+                self.map_giant(addr + block - gpa)
         region = Region(kvm_slot, gpa, npages, flags, addr, gmem_fd)
         self.set_region(region, gpa, region.size)
         self.regions[kvm_slot] = region
@@ -188,13 +207,13 @@ class LiveVm:
 
     # -- the guest
     def start_guest(self, cpuid: k.Cpuid2, sys_slot: int, sys_gpa: int, mmio_gpa: int,
-                    small: list[int], huge: list[int]) -> None:
+                    small: list[int], huge: list[int], giant: list[int]) -> None:
         """System slot (page tables, code, control page) and the vCPU at CPL3."""
         self.sys_npages = guest.sys_pages(len(small))
         region = self.add_region(sys_slot, sys_gpa, self.sys_npages)
         self.sys_mem = memoryview((ctypes.c_char * region.size).from_address(region.addr)).cast("B")
         self.mmio_gpa = mmio_gpa
-        guest.build_system(self.sys_mem, sys_gpa, mmio_gpa, small, huge)
+        guest.build_system(self.sys_mem, sys_gpa, mmio_gpa, small, huge, giant)
         self.create_vcpu(cpuid)
         sregs = k.Sregs()
         k.ioctl(self.vcpu, k.KVM_GET_SREGS, sregs)
@@ -227,14 +246,18 @@ class LiveVm:
         guest.set_pass(self.sys_mem, va, count, mode)
         if self.timed:
             signal.setitimer(signal.ITIMER_PROF, PASS_CPU_SECONDS)
+        run = self.run_area
         try:
             k.ioctl(self.vcpu, k.KVM_RUN)
         except OSError as err:
+            reason = int.from_bytes(run[k.RUN_EXIT_REASON:k.RUN_EXIT_REASON + 4], "little")
+            if reason == k.KVM_EXIT_MEMORY_FAULT:
+                k.ioctl(self.vcpu, k.KVM_SET_REGS, k.Regs(rip=guest.CODE_VA, rflags=0x202))  # next pass from the top
+                raise MemoryFault(int.from_bytes(run[k.RUN_MEMORY_FAULT_GPA:k.RUN_MEMORY_FAULT_GPA + 8], "little"))
             raise GuestError(f"KVM_RUN failed: {err.strerror} (pass {va:#x}+{count} mode {mode})") from None
         finally:
             if self.timed:
                 signal.setitimer(signal.ITIMER_PROF, 0)
-        run = self.run_area
         reason = int.from_bytes(run[k.RUN_EXIT_REASON:k.RUN_EXIT_REASON + 4], "little")
         phys = int.from_bytes(run[k.RUN_MMIO_PHYS_ADDR:k.RUN_MMIO_PHYS_ADDR + 8], "little")
         if reason != k.KVM_EXIT_MMIO or phys != self.mmio_gpa or not run[k.RUN_MMIO_IS_WRITE]:

@@ -65,10 +65,10 @@ class PostedBackend:
                 errno=None if call else outcome.errno,
             )
             if mmu.indeterminate:  # an uninitialised read decided the zap: no leaf or flush is known from here on
-                seen = replace(seen, mappings=None, flush=None)
+                why = "zap_private was read uninitialised: indeterminate"
+                seen = replace(seen, mappings=None, flush=None, withheld=(("mappings", why), ("flush", why)))
             steps.append(seen)
-        notes = ("zap_private was read uninitialised: mappings and flush are indeterminate",) if mmu.indeterminate else ()
-        return Observation(steps=tuple(steps), notes=notes)
+        return Observation(steps=tuple(steps))
 
 
 @hookimpl
