@@ -23,6 +23,9 @@ TAGS: dict[str, str] = {
     "huge:2M": "2 MiB leaf mappings",
     "huge:1G": "1 GiB leaf mappings",
     "huge:private": "a private leaf above 4K (private memory backed by huge folios)",
+    "attribute-mismatch": "a leaf whose kind differs from the memory attribute of a GFN it maps: a state only a "
+                          "model can hold (a fault maps only the kind the attribute names, and a conversion zaps "
+                          "the other kind)",
     "invalid_roots": "mappings in roots already marked invalid",
     "private_slot": "a private-capable memslot (KVM_MEM_PRIVATE / KVM_MEM_GUEST_MEMFD)",
     "gmem:no_private_mem": "a guest_memfd memslot in a VM without private memory",
@@ -53,9 +56,10 @@ def known(tag: str) -> bool:
             or since_version(tag) is not None)
 
 
-def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iterable[Operation]) -> frozenset[str]:
+def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iterable[Operation],
+           private_ranges: Iterable[tuple[int, int]] = ()) -> frozenset[str]:
     """The tags a vector's content implies; nothing here depends on a backend."""
-    slots, mappings, ops = tuple(slots), tuple(mappings), tuple(ops)
+    slots, mappings, ops, private = tuple(slots), tuple(mappings), tuple(ops), tuple(private_ranges)
     tags = {f"vm:{vm.type.value}", "mmu:tdp" if vm.tdp_mmu else "mmu:shadow"}
     tags |= {f"layer:{op_layer(op).value}" for op in ops}
     if vm.tdp_mmu and vm.rmaps:
@@ -76,9 +80,20 @@ def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iter
         tags |= {"huge:1G"} if m.level is Level.L1G else set()
         tags |= {"invalid_roots"} if m.invalid else set()
         tags |= {"huge:private"} if m.level > Level.L4K and m.kind is Kind.PRIVATE else set()
+    if vm.private_mem and any(mismatched(vm, m, private) for m in mappings):
+        tags.add("attribute-mismatch")
     tags |= {"gmem:punch_hole" for op in ops if isinstance(op, GmemPunchHole)}
     tags |= {"memory_attributes" for op in ops if isinstance(op, SetMemoryAttributes)}
     return frozenset(tags)
+
+
+def mismatched(vm: Vm, m: Mapping, private: tuple[tuple[int, int], ...]) -> bool:
+    """The leaf maps a GFN whose attribute is not the leaf's kind."""
+    lo = m.gfn & ~vm.shared_bit
+    hi = lo + m.level.pages
+    overlap = any(a < hi and lo < b for a, b in private)
+    inside = any(a <= lo and hi <= b for a, b in private)
+    return overlap if m.kind is Kind.SHARED else not inside
 
 
 def everything(profiles: Iterable[Profile] = tuple(Profile)) -> frozenset[str]:

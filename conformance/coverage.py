@@ -33,8 +33,9 @@ class ProfileCoverage:
     doubled: tuple[tuple[Combination, tuple[str, ...]], ...]  # combination, where each row is
     stray: tuple[tuple[Combination, str], ...]  # rows outside the declared space (unreachable)
     unreachable: tuple[tuple[Unreachable, int], ...]  # rule, combinations it removes (first match)
-    vectors: int  # vectors that run under this profile (explicit + expanded rows)
+    vectors: int  # vectors that run under this profile (explicit + expanded rows + their variants)
     explicit: int
+    variants: int
     row_vectors: int
     rows_written: int
 
@@ -67,7 +68,7 @@ def _where(vector: Vector) -> str:
 
 def profile_coverage(space: Space, vectors: Sequence[Vector]) -> ProfileCoverage:
     mine = [v for v in vectors if space.profile in v.profiles]
-    rows = [v for v in mine if v.row]
+    rows = [v for v in mine if v.row and not v.variant]  # a variant pins a row another vector covers
     named: dict[Combination, list[str]] = defaultdict(list)
     for vector in rows:
         named[vector.row].append(_where(vector))
@@ -92,7 +93,8 @@ def profile_coverage(space: Space, vectors: Sequence[Vector]) -> ProfileCoverage
     return ProfileCoverage(
         profile=space.profile, ops=tuple(ops), missing=tuple(missing), doubled=doubled, stray=stray,
         unreachable=tuple((rule, removed[rule]) for rule in space.unreachable if removed[rule]),
-        vectors=len(mine), explicit=len(mine) - len(rows), row_vectors=len(rows),
+        vectors=len(mine), explicit=sum(not v.row for v in mine), row_vectors=len(rows),
+        variants=sum(bool(v.variant) for v in mine),
         rows_written=len({(v.path, v.line) for v in rows}),
     )
 
@@ -130,7 +132,7 @@ def render(report: Report, limit: int = 20) -> str:
                    f"({pct:.1f} %), {len(p.missing)} missing, {len(p.doubled)} doubly covered, "
                    f"{len(p.stray)} outside the space")
         out.append(f"  vectors: {p.vectors} ({p.explicit} explicit + {p.row_vectors} from {p.rows_written} "
-                   f"table rows); items per backend: {p.vectors}")
+                   f"table rows + {p.variants} live-fixture variants); items per backend: {p.vectors}")
         out.append(f"  {'operation':<26}{'space':>7}{'reachable':>11}{'covered':>9}")
         out += [f"  {o.op:<26}{o.space:>7}{o.reachable:>11}{o.covered:>9}" for o in p.ops]
         out.append("  unreachable (first rule that applies):")

@@ -157,7 +157,7 @@ def vectors(draw: Any, profiles: Sequence[Profile] = tuple(Profile)) -> Vector:
         assume(False)
     ident = hashlib.sha256(repr((profile, state, steps)).encode()).hexdigest()[:12]
     return Vector(f"fuzz::case-{ident}", "a case drawn by the differential fuzzer", frozenset({profile}),
-                  capabilities.derive(vm, slots, leaves, (s.op for s in steps)), (FOUND_FLAG,), state, tuple(steps))
+                  capabilities.derive(vm, slots, leaves, (s.op for s in steps), private_ranges), (FOUND_FLAG,), state, tuple(steps))
 
 
 def _validate(state: State, profile: Profile, has_steps: bool) -> None:

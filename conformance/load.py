@@ -809,7 +809,7 @@ def _steps(node: Node, vm: Vm, profiles: frozenset[Profile], slots: Sequence[Slo
 def make_vector(file: FileCtx, local_id: str, description: str, profiles: frozenset[Profile],
                 flags: tuple[Flag, ...], requires: frozenset[str], state: State, steps: tuple[Step, ...],
                 line: int) -> Vector:
-    derived = capabilities.derive(state.vm, state.slots, state.mappings, (s.op for s in steps))
+    derived = capabilities.derive(state.vm, state.slots, state.mappings, (s.op for s in steps), state.private_ranges)
     return Vector(
         id=f"{file.stem}::{local_id}", description=description, profiles=profiles, requires=requires | derived,
         flags=flags, state=state, steps=steps, path=file.path, line=line,

@@ -410,6 +410,7 @@ class Vector:
     path: str = ""
     line: int = 0
     row: tuple[tuple[str, str], ...] = ()  # decision-table combination (axes.Combination); () if explicit
+    variant: str = ""  # a table row's second fixture ("live"): pins the same row, not counted as covering it
 
     @property
     def layers(self) -> frozenset[Layer]:

@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
-from . import axes
+from . import axes, capabilities
 from .axes import Axis, Combination, Space
 from .load import (
     FileCtx, Node, check_keys, check_state, check_step, get_bool, get_choice, get_decision, get_enum_list, get_errno,
@@ -59,10 +59,38 @@ PRIVATE_SET = (
     Leaf(0x100001, Level.L4K, 2, False),
 )
 FIXTURE_SETS = {Kind.SHARED: SHARED_SET, Kind.PRIVATE: PRIVATE_SET}
+
+# The live fixture: what a kernel can build, for the same rows. No 1G leaf
+# (the 2M leaf at 0x80000 ends exactly at E, and a 4K one starts there), 4K
+# private leaves only (guest_memfd has 4K folios), and every leaf's kind
+# equal to its GFNs' attribute (a fault maps only that kind; a conversion
+# zaps the other). The attributes follow the row (below).
+LIVE_SHARED_SET = (
+    Leaf(0x40000, Level.L4K, 1, False),
+    Leaf(0x40200, Level.L2M, 1, True),  # straddles S
+    Leaf(0x40400, Level.L4K, 1, True),
+    Leaf(0x80000, Level.L2M, 1, True),  # ends at E
+    Leaf(0x80200, Level.L4K, 1, False),  # starts at E
+    Leaf(0x100000, Level.L4K, 2, False),
+)
+LIVE_PRIVATE_SET = (
+    Leaf(0x40001, Level.L4K, 1, False),
+    Leaf(0x40300, Level.L4K, 1, True),  # in the head [S, 0x40400): present only where the head is private
+    Leaf(0x40401, Level.L4K, 1, True),
+    Leaf(0x40600, Level.L4K, 1, True),
+    Leaf(0x7FFFF, Level.L4K, 1, True),
+    Leaf(0x80201, Level.L4K, 1, False),
+    Leaf(0x100001, Level.L4K, 2, False),
+)
+LIVE_HEAD_LEAF = 0x40300
+FIXTURES = {"": FIXTURE_SETS, "live": {Kind.SHARED: LIVE_SHARED_SET, Kind.PRIVATE: LIVE_PRIVATE_SET}}
+VARIANTS = ("live",)  # what a table's `variants` key may name
+
 PRESENT = {"none": (), "shared": (Kind.SHARED,), "private": (Kind.PRIVATE,), "both": (Kind.SHARED, Kind.PRIVATE)}
 CURRENT = {"shared": (), "private": ((RANGE_START, RANGE_END),), "mixed": (MIXED_PRIVATE,)}
 SCOPES = ("none", "range", "slot", "vm")
-TABLE_KEYS = ("id", "description", "profiles", "flags", "op", "columns", "rows")
+TABLE_KEYS = ("id", "description", "profiles", "flags", "op", "columns", "rows", "variants")
+TABLE_REQUIRED = ("id", "description", "profiles", "flags", "op", "columns", "rows")
 
 
 # ---------------------------------------------------------------- operations a table can name
@@ -122,11 +150,11 @@ def _tdp_leaf(vm: Vm, kind: Kind, leaf: Leaf) -> Mapping:
     return Mapping(0, Root.DIRECT, leaf.gfn | vm.shared_bit, leaf.level, kind)  # shared_bit is 0 outside TDX
 
 
-def place_fixture(vm: Vm, kinds: Sequence[Kind]) -> list[tuple[Mapping, Leaf]]:
+def place_fixture(vm: Vm, kinds: Sequence[Kind], variant: str = "") -> list[tuple[Mapping, Leaf]]:
     """The fixture leaves for the selected sets, each with its labels."""
     placed = []
     for kind in kinds:
-        for leaf in FIXTURE_SETS[kind]:
+        for leaf in FIXTURES[variant][kind]:
             if vm.tdp_mmu:
                 placed.append((_tdp_leaf(vm, kind, leaf), leaf))
             if vm.rmaps:
@@ -156,6 +184,17 @@ def zapped(vm: Vm, mapping: Mapping, leaf: Leaf, expect: dict[str, Any]) -> bool
 # ---------------------------------------------------------------- parsing a table
 
 
+def live_attributes(values: dict[str, Any], kinds: Sequence[Kind]) -> tuple[tuple[int, int], ...]:
+    """The live fixture's private ranges: the row's `current` inside [S, E)
+    and the private leaves outside it; without a `current` axis, every
+    private leaf but the head one."""
+    private = [leaf.gfn for leaf in LIVE_PRIVATE_SET if Kind.PRIVATE in kinds]
+    if "current" in values:
+        outside = [g for g in private if not RANGE_START <= g < RANGE_END]
+        return tuple(sorted(CURRENT[values["current"]] + tuple((g, g + 1) for g in outside)))
+    return tuple((g, g + 1) for g in private if g != LIVE_HEAD_LEAF)
+
+
 @dataclass(frozen=True)
 class _Table:
     file: FileCtx
@@ -165,6 +204,7 @@ class _Table:
     flags: tuple[Flag, ...]
     op: str
     space: Space
+    variants: tuple[str, ...] = ()
 
 
 def _profile(node: Node) -> Profile:
@@ -251,34 +291,56 @@ def _expansions(table: _Table, row: _Row, cells: dict[str, list[tuple[str, Any]]
         where.fail(f"names only combinations that cannot happen: {first_rule.reason} [{first_rule.kernel}]")
 
 
-def _state(table: _Table, values: dict[str, Any]) -> tuple[State, list[tuple[Mapping, Leaf]]]:
+def _state(table: _Table, values: dict[str, Any], variant: str) -> tuple[State, list[tuple[Mapping, Leaf]]]:
     vm = Vm(VmType(values["vm"]), values["tdp_mmu"], values["rmaps"], slot_zap_all=values.get("slot_zap_all", True))
     private = values.get("slot_private", vm.private_mem)  # mainline: guest_memfd slots iff private memory
     slots = tuple(Slot(sid, base, npages, private=private) for sid, base, npages in FIXTURE_SLOTS)
-    placed = place_fixture(vm, PRESENT[values["present"]])
-    ranges = CURRENT[values["current"]] if "current" in values else ()
+    kinds = PRESENT[values["present"]]
+    placed = place_fixture(vm, kinds, variant)
+    if variant == "live":
+        ranges = live_attributes(values, kinds) if vm.private_mem else ()
+        placed = [(m, leaf) for m, leaf in placed if not capabilities.mismatched(vm, m, ranges)]
+    else:
+        ranges = CURRENT[values["current"]] if "current" in values else ()
     return State(vm, slots, ranges, frozenset(m for m, _ in placed)), placed
 
 
-def _row_vector(table: _Table, row: _Row, labels: dict[str, str], values: dict[str, Any]) -> Vector:
+def _row_vector(table: _Table, row: _Row, labels: dict[str, str], values: dict[str, Any], variant: str = "") -> Vector:
     """Build one combination's state and step; apply the checks an explicit vector gets."""
     node, profiles = row.node, frozenset({table.profile})
-    state, placed = _state(table, values)
+    state, placed = _state(table, values, variant)
     check_state(node, state, profiles)
     op = TABLE_OPS[table.op](values)
     call = op_layer(op) is Layer.CALL
+    gone = [m for m, leaf in placed if zapped(state.vm, m, leaf, row.expect)]
+    flush = row.expect["flush"]
+    if variant:
+        flush = _variant_flush(table, row, values, bool(gone))
     expect = Observables(
-        mappings=frozenset(m for m, leaf in placed if not zapped(state.vm, m, leaf, row.expect)),
-        flush=row.expect["flush"], decision=row.expect["decision"] if call else None,
+        mappings=frozenset(m for m, _ in placed) - frozenset(gone),
+        flush=flush, decision=row.expect["decision"] if call else None,
         warns=row.expect.get("warns"), errno=row.expect.get("errno"),
     )
     check_step(node, op, expect, state.vm, profiles, {s.id: s for s in state.slots})
     key = _row_id(table.space.axes(table.op), labels)
-    vector = make_vector(
-        table.file, f"{table.id}::{key}", f"{table.description}: {key}", profiles, row.flags, frozenset(),
-        state, (Step(op, expect, node.line),), node.line,
-    )
-    return replace(vector, row=axes.combination(table.op, table.space.axes(table.op), labels))
+    local, description = (f"{table.id}::{variant}::{key}", f"{table.description}: {key} ({variant} fixture)") \
+        if variant else (f"{table.id}::{key}", f"{table.description}: {key}")
+    vector = make_vector(table.file, local, description, profiles, row.flags, frozenset(), state,
+                         (Step(op, expect, node.line),), node.line)
+    return replace(vector, row=axes.combination(table.op, table.space.axes(table.op), labels), variant=variant)
+
+
+def _variant_flush(table: _Table, row: _Row, values: dict[str, Any], zaps: bool) -> bool:
+    """A variant holds fewer leaves than the standard fixture, so its event
+    flushes iff the row's does and the variant still zaps a leaf. That holds
+    only for rows whose flush comes from zapped leaves; a row that flushes
+    on the standard fixture without zapping one is refused."""
+    if not row.expect["flush"]:
+        return False
+    state, standard = _state(table, values, "")
+    if not any(zapped(state.vm, m, leaf, row.expect) for m, leaf in standard):
+        row.node.fail("flushes without zapping a fixture leaf, so a fixture variant cannot tell its flush")
+    return zaps
 
 
 def _row_flags(table: _Table, node: Node) -> tuple[Flag, ...]:
@@ -307,14 +369,15 @@ def _parse_row(table: _Table, node: Node, number: int, columns: tuple[list[Axis]
 
 def expand_table(node: Node, file: FileCtx) -> list[Vector]:
     """One [[table]] -> its row vectors, in row order."""
-    check_keys(node, TABLE_KEYS, TABLE_KEYS)
+    check_keys(node, TABLE_KEYS, TABLE_REQUIRED)
     table_id = get_id(node)
     description = get_text(node, "description")
     profile = _profile(node)
     flags = get_flag_refs(node, "flags", file.flags)
     space = axes.SPACES[profile]
     op = get_choice(node, "op", {name: name for name in space.ops}, f"{profile.value} table op")
-    table = _Table(file, table_id, description, profile, flags, op, space)
+    variants = _variants(node, op)
+    table = _Table(file, table_id, description, profile, flags, op, space, variants)
     columns = _columns(node, table)
     names = get_strings(node, "columns")
     rows = get_list(node, "rows")
@@ -331,4 +394,18 @@ def expand_table(node: Node, file: FileCtx) -> list[Vector]:
                 row_node.fail(f"duplicate row: {_row_id(space.axes(op), labels)} is also named by row {seen[combo]}")
             seen[combo] = number
             vectors.append(_row_vector(table, row, labels, values))
+            vectors.extend(_row_vector(table, row, labels, values, variant) for variant in table.variants)
     return vectors
+
+
+def _variants(node: Node, op: str) -> tuple[str, ...]:
+    """`variants = ["live"]`: every row again on the live fixture (event ops only)."""
+    if "variants" not in node.value:
+        return ()
+    names = get_strings(node, "variants")
+    for i, name in enumerate(names):
+        if name not in VARIANTS:
+            node.at("variants").at(i).fail(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    if OPERATIONS[op] in CALL_OPS:
+        node.at("variants").fail("the live fixture is for event operations; call-layer rows need no live variant")
+    return tuple(dict.fromkeys(names))

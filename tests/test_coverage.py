@@ -27,7 +27,7 @@ def test_shipped_suites_cover_every_reachable_combination_once():
         assert profile.missing == () and profile.doubled == () and profile.stray == ()
         assert profile.covered == profile.reachable > 0
         assert profile.row_vectors == profile.reachable  # one row vector per combination
-        assert profile.vectors == profile.explicit + profile.row_vectors
+        assert profile.vectors == profile.explicit + profile.row_vectors + profile.variants
     by_profile = {p.profile: p for p in report.profiles}
     assert {o.op for o in by_profile[Profile.TDX_V10].ops} == set(axes.V10_SPACE.ops)
     assert {o.op for o in by_profile[Profile.MAINLINE].ops} == set(axes.MAINLINE_SPACE.ops)

@@ -17,6 +17,7 @@ from conformance.model import (
 from . import guest
 from . import ioctl as k
 from .session import Session
+from .vm import Region
 
 PAGE = guest.PAGE
 QUIRKS = {Quirk.SLOT_ZAP_ALL: k.KVM_X86_QUIRK_SLOT_ZAP_ALL}
@@ -44,8 +45,28 @@ def notifier(s: Session, op: MmuNotifierInvalidate) -> int:
         lo = max(op.start * PAGE, region.gpa)
         hi = min(op.end * PAGE, region.gpa + region.size)
         if lo < hi:
+            lo, hi = whole_giant_pages(s, spec_id, region, lo, hi)
             k.madvise(region.hva(lo), hi - lo, k.MADV_DONTNEED)
     return 0
+
+
+def whole_giant_pages(s: Session, spec_id: int, region: Region, lo: int, hi: int) -> tuple[int, int]:
+    """The host mm invalidates a hugetlb page only whole (MADV_DONTNEED
+    rounds a partial one away), so a range that covers part of a 1 GiB block
+    is widened to the block. KVM then zaps the same leaves as for the exact
+    range as long as the widened part holds no leaf but the 1G one itself,
+    which a zap of any part removes anyway (spec §3.2); otherwise the action
+    would not be exact and is refused."""
+    for b0, b1 in region.giant_blocks():
+        if b0 < hi and lo < b1 and not (lo <= b0 and b1 <= hi):
+            extra = [(b0, lo), (hi, b1)]
+            others = [c for c in s.layout.candidates if c.slot == spec_id and c.gpa != b0
+                      and any(a <= c.gpa < b for a, b in extra)]
+            if others:
+                raise NotPerformed(f"the invalidation covers part of the 1 GiB hugetlb page at GPA {b0:#x}, which the "
+                                   f"host can only invalidate whole, and {others[0].mapping.describe()} lies in the rest")
+            lo, hi = min(lo, b0), max(hi, b1)
+    return lo, hi
 
 
 def punch_hole(s: Session, op: GmemPunchHole) -> int:

@@ -3,7 +3,9 @@
 Each 1G leaf's block of a slot is a MAP_SHARED mapping of its own hugetlb
 memfd; the page goes back to the machine's pool when the VM closes. The pool
 is shared by every process (pytest -n workers), so a page that is not free
-yet is waited for a while: another worker's vector gives it back.
+yet is waited for a while: another worker's vector gives it back. The page
+is populated (zeroed) at mmap, outside the guest's timed passes: that takes
+2-4 s under emulation.
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ def map_giant(at: int) -> int:
         os.ftruncate(fd, GIANT)
         while True:
             try:
-                k.mmap(GIANT, pymmap.PROT_READ | pymmap.PROT_WRITE, pymmap.MAP_SHARED | k.MAP_FIXED, fd, at=at)
+                k.mmap(GIANT, pymmap.PROT_READ | pymmap.PROT_WRITE, pymmap.MAP_SHARED | k.MAP_FIXED | k.MAP_POPULATE, fd,
+                       at=at)
                 return fd
             except OSError as err:
                 if err.errno != errno.ENOMEM or time.monotonic() > deadline:

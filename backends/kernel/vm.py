@@ -71,6 +71,11 @@ class Region:
     flags: int
     addr: int
     gmem_fd: Optional[int] = None
+    giant: tuple[int, ...] = ()  # offsets of the 1 GiB hugetlb blocks in the backing
+
+    def giant_blocks(self) -> list[tuple[int, int]]:
+        """[start, end) GPAs of the hugetlb blocks: the host mm invalidates these only whole."""
+        return [(self.gpa + off, self.gpa + off + GIANT) for off in self.giant]
 
     @property
     def size(self) -> int:
@@ -184,7 +189,7 @@ class LiveVm:
                 k.madvise(addr + block - gpa, guest.HUGE, k.MADV_HUGEPAGE)
             for block in giant:
                 self.map_giant(addr + block - gpa)
-        region = Region(kvm_slot, gpa, npages, flags, addr, gmem_fd)
+        region = Region(kvm_slot, gpa, npages, flags, addr, gmem_fd, tuple(block - gpa for block in giant))
         self.set_region(region, gpa, region.size)
         self.regions[kvm_slot] = region
         return region
