@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .contract import BackendInfo
-from . import coverage, killmatrix
+from . import coverage, killmatrix, livecov
 from .load import LoadError, load_file, suite_files
 from .model import Profile
 from .registry import discover
@@ -63,6 +63,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
+    if args.live:
+        live = livecov.check(args.paths, args.live, args.live_backend)
+        print(livecov.render(live, args.verbose))
+        return 0 if live.ok else 1
     report = coverage.check(args.paths)
     if args.list_unreachable:
         for profile in report.profiles:
@@ -149,6 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
     sub.choices["coverage"].add_argument("--list-unreachable", action="store_true",
                                          help="print every unreachable combination with the rule that removes it")
+    sub.choices["coverage"].add_argument("--live", action="append", default=[], metavar="RESULTS.json",
+                                         help="instead: which mainline event-layer rules (DEFAULT, SW_PROTECTED) "
+                                              "these live runs' --conformance-json files checked (repeatable)")
+    sub.choices["coverage"].add_argument("--live-backend", default="kernel", help="the live backend (default kernel)")
+    sub.choices["coverage"].add_argument("--verbose", action="store_true", help="with --live: list every rule")
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -68,7 +68,7 @@ def _where(vector: Vector) -> str:
 
 def profile_coverage(space: Space, vectors: Sequence[Vector]) -> ProfileCoverage:
     mine = [v for v in vectors if space.profile in v.profiles]
-    rows = [v for v in mine if v.row and not v.variant]  # a variant pins a row another vector covers
+    rows = [v for v in mine if v.row and not v.pins]  # a variant pins a row another vector covers
     named: dict[Combination, list[str]] = defaultdict(list)
     for vector in rows:
         named[vector.row].append(_where(vector))
@@ -94,7 +94,7 @@ def profile_coverage(space: Space, vectors: Sequence[Vector]) -> ProfileCoverage
         profile=space.profile, ops=tuple(ops), missing=tuple(missing), doubled=doubled, stray=stray,
         unreachable=tuple((rule, removed[rule]) for rule in space.unreachable if removed[rule]),
         vectors=len(mine), explicit=sum(not v.row for v in mine), row_vectors=len(rows),
-        variants=sum(bool(v.variant) for v in mine),
+        variants=sum(bool(v.row and v.pins) for v in mine),
         rows_written=len({(v.path, v.line) for v in rows}),
     )
 

@@ -47,7 +47,7 @@ MEMORY_ATTRIBUTES = {"PRIVATE": MEMORY_ATTRIBUTE_PRIVATE}
 TOP_KEYS = ("suite", "vector", "table")
 SUITE_KEYS = ("format", "description", "flags")
 FLAG_KEYS = ("description", "bug_class", "kernel", "links")
-VECTOR_KEYS = ("id", "description", "profiles", "flags", "requires", "vm", "slot", "initial", "step")
+VECTOR_KEYS = ("id", "description", "profiles", "flags", "requires", "pins", "vm", "slot", "initial", "step")
 VECTOR_REQUIRED = ("id", "description", "profiles", "flags", "vm", "step")
 VM_KEYS = ("type", "tdp_mmu", "rmaps", "gpaw", "slot_zap_all")
 SLOT_KEYS = ("id", "as_id", "base_gfn", "npages", "flags", "gmem_flags")
@@ -830,7 +830,18 @@ def _vector(node: Node, file: FileCtx) -> Vector:
     private, mappings = _initial(node.at("initial"), vm, profiles, slots)
     steps = _steps(node, vm, profiles, slots)
     state = State(vm, slots, private, mappings)
-    return make_vector(file, local_id, description, profiles, flags, requires, state, steps, node.line)
+    vector = make_vector(file, local_id, description, profiles, flags, requires, state, steps, node.line)
+    return replace(vector, pins=get_pins(node)) if "pins" in node.value else vector
+
+
+def get_pins(node: Node) -> str:
+    """`pins = "<file stem>::<id>"`: the vector this one is a live variant of
+    (checked against the whole suite by `conformance coverage --live`)."""
+    target = get_str(node, "pins")
+    stem, sep, rest = target.partition("::")
+    if not sep or not ID_PATTERN.match(stem) or not all(ID_PATTERN.match(p) for p in rest.split("::")):
+        node.at("pins").fail(f"bad vector id {target!r}: <file stem>::<id>")
+    return target
 
 
 def _read(path: str | os.PathLike) -> tuple[Source, dict]:

@@ -410,7 +410,8 @@ class Vector:
     path: str = ""
     line: int = 0
     row: tuple[tuple[str, str], ...] = ()  # decision-table combination (axes.Combination); () if explicit
-    variant: str = ""  # a table row's second fixture ("live"): pins the same row, not counted as covering it
+    pins: str = ""  # the id of the vector this one is a live variant of: it pins the same rule with what a
+    # kernel can build (4K private leaves, no 1G leaf); a pinning row vector does not count as covering its row
 
     @property
     def layers(self) -> frozenset[Layer]:

@@ -327,7 +327,8 @@ def _row_vector(table: _Table, row: _Row, labels: dict[str, str], values: dict[s
         if variant else (f"{table.id}::{key}", f"{table.description}: {key}")
     vector = make_vector(table.file, local, description, profiles, row.flags, frozenset(), state,
                          (Step(op, expect, node.line),), node.line)
-    return replace(vector, row=axes.combination(table.op, table.space.axes(table.op), labels), variant=variant)
+    pins = f"{table.file.stem}::{table.id}::{key}" if variant else ""
+    return replace(vector, row=axes.combination(table.op, table.space.axes(table.op), labels), pins=pins)
 
 
 def _variant_flush(table: _Table, row: _Row, values: dict[str, Any], zaps: bool) -> bool:

@@ -55,8 +55,13 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
                                 f"(no huge-page flag in KVM_CAP_GUEST_MEMFD_FLAGS={p.gmem_flags:#x})"),
         "invalid_roots": (False, "leaves in roots already marked invalid exist only inside a zap; userspace cannot "
                                  "prepare them"),
-        "private_slot": (gmem_ok, f"guest_memfd memslots need KVM_CAP_GUEST_MEMFD={int(p.guest_memfd)} and "
-                                  f"KVM_CAP_USER_MEMORY2={int(p.user_memory2)}"),
+        "private_slot": (gmem_ok, "guest_memfd memslots need KVM_CAP_USER_MEMORY2 "
+                                  f"(={int(p.user_memory2)}) and a VM type whose fd answers KVM_CAP_GUEST_MEMFD=1 ("
+                                  + ", ".join(f"{n}: {int(c.guest_memfd)}" for n, c in p.per_vm.items()) + ")"),
+        "attribute-mismatch": (False, "the state has a leaf whose kind differs from its GFN's memory attribute; "
+                                      "no kernel can build it (a fault maps only the kind the attribute names, "
+                                      "kvm_mmu_faultin_pfn; a conversion zaps the other kind, "
+                                      "kvm_arch_pre_set_memory_attributes)"),
         "gmem:no_private_mem": (gmem_ok and default_vm.guest_memfd,
                                 "a DEFAULT VM answers KVM_CAP_GUEST_MEMFD="
                                 f"{int(default_vm.guest_memfd)} on its fd: this kernel takes guest_memfd slots only "

@@ -1,0 +1,133 @@
+"""Live coverage: which rules of the mainline event layer a real kernel has
+checked, read from the results files of live runs (`--conformance-json`).
+
+A unit is a decision-table row (its standard-fixture vector) or an explicit
+vector. It is covered live when a live backend passed it, or passed a vector
+that pins it (`Vector.pins`: the live-fixture variant of a row, or an
+explicit variant). Rows that need rmaps beside the TDP MMU need a nested
+(L2) guest and are listed apart with that reason.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .load import LoadError, load_file, suite_files
+from .model import Layer, Profile, Vector, VmType
+
+NESTED = "needs rmaps beside the TDP MMU: a nested (L2) guest, which no live run here has"
+
+
+@dataclass(frozen=True)
+class Unit:
+    vector: Vector
+    status: str  # "itself", "variant", "nested", "failed", "not run"
+    where: tuple[str, ...]  # the results files that passed it (or its variant)
+    why: str = ""  # for "not run" / "failed": the skip reasons or the failure
+
+    @property
+    def live(self) -> bool:
+        return self.status in ("itself", "variant")
+
+    @property
+    def group(self) -> str:
+        vm = self.vector.state.vm
+        return f"{vm.type.value}/{'TDP' if vm.tdp_mmu else 'shadow'}"
+
+
+@dataclass(frozen=True)
+class LiveReport:
+    units: tuple[Unit, ...]
+    passed_items: dict[str, int]  # results file -> items of the scope it passed
+    distinct_passed: int  # scope items (units and variants) passed in any file
+    scope_items: int
+    errors: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(u.live or u.status == "nested" for u in self.units)
+
+
+def in_scope(v: Vector, vm_types: frozenset[VmType]) -> bool:
+    return Profile.MAINLINE in v.profiles and v.layers == frozenset({Layer.EVENT}) and v.state.vm.type in vm_types
+
+
+def check(suites: Sequence[str | Path], results: Sequence[str | Path], backend: str = "kernel",
+          vm_types: Iterable[VmType] = (VmType.DEFAULT, VmType.SW_PROTECTED)) -> LiveReport:
+    types = frozenset(vm_types)
+    vectors: dict[str, Vector] = {}
+    errors: list[str] = []
+    for path in suite_files(suites):
+        try:
+            vectors.update((v.id, v) for v in load_file(path).vectors)
+        except LoadError as err:
+            errors.append(str(err))
+    scope = {vid: v for vid, v in vectors.items() if in_scope(v, types)}
+    errors += [f"{v.path}:{v.line}: {vid} pins {v.pins!r}, which is no vector of the suite"
+               for vid, v in vectors.items() if v.pins and v.pins not in vectors]
+    outcome: dict[str, dict[str, str]] = defaultdict(dict)  # vector id -> results file -> "outcome: detail"
+    passed_items: dict[str, int] = {}
+    for path in results:
+        name = Path(path).name
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+        items = rows["results"] if isinstance(rows, dict) else rows
+        mine = [r for r in items if r["backend"] == backend and r["profile"] == Profile.MAINLINE.value]
+        for r in mine:
+            outcome[r["vector"]][name] = f"{r['outcome']}: {r.get('detail', '')}"
+        passed_items[name] = sum(r["outcome"] == "passed" and r["vector"] in scope for r in mine)
+    pinned_by: dict[str, list[str]] = defaultdict(list)
+    for vid, v in scope.items():
+        if v.pins:
+            pinned_by[v.pins].append(vid)
+    units = [unit(v, outcome, pinned_by) for vid, v in sorted(scope.items()) if not v.pins]
+    distinct = sum(any(o.startswith("passed") for o in outcome[vid].values()) for vid in scope)
+    return LiveReport(tuple(units), passed_items, distinct, len(scope), tuple(errors))
+
+
+def unit(v: Vector, outcome: dict[str, dict[str, str]], pinned_by: dict[str, list[str]]) -> Unit:
+    def passed(vid: str) -> tuple[str, ...]:
+        return tuple(sorted(f for f, o in outcome[vid].items() if o.startswith("passed")))
+
+    failures = [f"{vid} in {f}: {o}" for vid in [v.id, *pinned_by[v.id]] for f, o in outcome[vid].items()
+                if o.startswith(("failed", "error"))]
+    if failures:
+        return Unit(v, "failed", (), "; ".join(failures))
+    if passed(v.id):
+        return Unit(v, "itself", passed(v.id))
+    via = tuple(sorted({f for vid in pinned_by[v.id] for f in passed(vid)}))
+    if via:
+        return Unit(v, "variant", via)
+    if v.state.vm.tdp_mmu and v.state.vm.rmaps:
+        return Unit(v, "nested", (), NESTED)
+    skips = sorted({f"{f}: {o.split(': ', 1)[1][:160]}" for vid in [v.id, *pinned_by[v.id]]
+                    for f, o in outcome[vid].items()})
+    return Unit(v, "not run", (), " | ".join(skips) or "in no results file")
+
+
+def render(report: LiveReport, verbose: bool = False) -> str:
+    out = [f"load error: {e}" for e in report.errors]
+    groups: dict[str, list[Unit]] = defaultdict(list)
+    for u in report.units:
+        groups[u.group].append(u)
+    out.append(f"{'VM/MMU':<20}{'rules':>7}{'itself':>8}{'variant':>9}{'nested':>8}{'failed':>8}{'not run':>9}")
+    for group, units in sorted(groups.items()):
+        count = {s: sum(u.status == s for u in units) for s in ("itself", "variant", "nested", "failed", "not run")}
+        out.append(f"{group:<20}{len(units):>7}{count['itself']:>8}{count['variant']:>9}{count['nested']:>8}"
+                   f"{count['failed']:>8}{count['not run']:>9}")
+    live = sum(u.live for u in report.units)
+    nested = sum(u.status == "nested" for u in report.units)
+    out.append(f"rules checked live: {live} of {len(report.units)} ({nested} need a nested guest)")
+    for name, n in report.passed_items.items():
+        out.append(f"  {name}: {n} items passed live")
+    out.append(f"items passed live in any file: {report.distinct_passed} of {report.scope_items} in scope")
+    shown = [u for u in report.units if verbose or u.status in ("failed", "not run")]
+    for u in shown:
+        where = f" ({', '.join(u.where)})" if u.where else ""
+        out.append(f"  {u.status:<8} {u.vector.id}{where}{': ' + u.why if u.why else ''}")
+    if not verbose:
+        out.append(f"  nested: {nested} rows ({NESTED}); --verbose lists every rule")
+    out.append("live coverage: OK" if report.ok else "live coverage: INCOMPLETE")
+    return "\n".join(out)
