@@ -205,3 +205,52 @@ def test_profile_axes_differ():
     assert "slot_private" not in [a.name for a in axes.MAINLINE_SPACE.axes("zap_all")]
     assert Profile.MAINLINE in axes.SPACES and Profile.TDX_V10 in axes.SPACES
     assert WarnSite.KVM_UNMAP_GFN_RANGE.value == "kvm_unmap_gfn_range"
+
+
+ML_EVENT_COLUMNS = '"vm", "tdp_mmu", "rmaps", "new_attributes", "current", "present", "decision", "scope", "flush", "errno"'
+
+
+def _live_table(*rows: str) -> str:
+    return _table("mainline", "set_memory_attributes", ML_EVENT_COLUMNS, *rows).replace(
+        'op = "set_memory_attributes"', 'op = "set_memory_attributes"\nvariants = ["live"]')
+
+
+def test_a_live_variant_pins_its_row_with_leaves_a_kernel_can_build(tmp_path):
+    rows = _suite(tmp_path, _live_table(
+        '["SW_PROTECTED", true, false, 0, "mixed", "both", "both", "range", true, "OK"]')).vectors
+    standard, live = rows
+    assert standard.pins == "" and live.pins == standard.id
+    assert live.id == "t::t::live::SW_PROTECTED-tdp_mmu-no_rmaps-0-mixed-both" and live.row == standard.row
+    assert "attribute-mismatch" in standard.requires and "huge:private" in standard.requires
+    assert not {"attribute-mismatch", "huge:private", "huge:1G"} & live.requires
+    # mixed: the head [S, 0x40400) is private; the private leaves outside [S, E) keep their own pages
+    assert live.state.private_ranges == ((0x40001, 0x40002), (0x40280, 0x40400), (0x80201, 0x80202),
+                                         (0x100001, 0x100002))
+    leaves = {(m.gfn, m.level, m.kind) for m in live.state.mappings}
+    assert (0x40300, Level.L4K, Kind.PRIVATE) in leaves  # the head leaf exists where the head is private
+    assert (0x40200, Level.L2M, Kind.SHARED) not in leaves  # a 2M shared leaf over private pages cannot
+    assert (0x40401, Level.L4K, Kind.PRIVATE) not in leaves  # private leaf on a shared page: dropped
+    kept = {(m.gfn, m.kind) for m in live.steps[0].expect.mappings}
+    assert kept == {(0x40000, Kind.SHARED), (0x80200, Kind.SHARED), (0x100000, Kind.SHARED),
+                    (0x40001, Kind.PRIVATE), (0x80201, Kind.PRIVATE), (0x100001, Kind.PRIVATE)}
+    assert live.steps[0].expect.flush is True
+
+
+def test_a_live_variant_without_a_leaf_in_scope_does_not_flush(tmp_path):
+    # to private over an all-shared range, private leaves present: the live fixture has none in range
+    standard, live = _suite(tmp_path, _live_table(
+        '["SW_PROTECTED", true, false, ["PRIVATE"], "shared", "private", "both", "range", true, "OK"]')).vectors
+    assert standard.steps[0].expect.flush is True
+    assert live.steps[0].expect.flush is False
+    assert all(not (0x40280 <= m.gfn < 0x80200) for m in live.state.mappings)
+
+
+def test_live_variants_are_for_event_tables_only(tmp_path):
+    body = _table("mainline", "zap_all", '"vm", "tdp_mmu", "rmaps", "present", "decision", "scope", "flush", "warns"',
+                  '["DEFAULT", true, false, "none", "both", "vm", false, []]').replace(
+        'op = "zap_all"', 'op = "zap_all"\nvariants = ["live"]')
+    with pytest.raises(LoadError, match=r"t\.toml:\d+: table\[0\]\.variants: the live fixture is for event operations"):
+        _suite(tmp_path, body)
+    with pytest.raises(LoadError, match=r"variants\[0\]: unknown variant 'dead'"):
+        _suite(tmp_path, _live_table('["DEFAULT", true, false, 0, "shared", "none", "none", "none", false, "OK"]')
+               .replace('variants = ["live"]', 'variants = ["dead"]'))
