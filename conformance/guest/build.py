@@ -51,35 +51,45 @@ Say = Callable[[str], None]
 def build(plan: Plan, say: Say, clock: Callable[[], float] = time.monotonic) -> images.Image:
     began = clock()
     plan.work.mkdir(parents=True, exist_ok=True)
-    with exclusive(plan.work.parent / f"{plan.key}.lock"), (plan.work / "build.log").open("a") as log:
-        say(f"guest build: {plan.key} in {plan.work} (log: {log.name})")
-        tree = extract(plan, say, log)
-        say(f"guest build: configuring ({plan.fragment.base}, {len(plan.fragment.enable)} enabled, "
-            f"{len(plan.fragment.disable)} disabled, {plan.fragment.passes} passes)")
-        for argv in config.commands(plan.fragment):
-            step(argv, tree, log)
-        values = config.read_config((tree / ".config").read_text(encoding="utf-8"))
-        missing = config.unmet(values, plan.fragment.require)
-        if missing:
-            raise BuildError("the configured kernel lacks required options: " + ", ".join(missing)
-                             + f"\n(fragment: {config.FRAGMENT}; .config: {tree / '.config'})")
-        for note in config.not_applied(values, plan.fragment):
-            say(f"guest build: note: Kconfig overrode the fragment: {note}")
-        say(f"guest build: compiling with {plan.jobs} job(s), about {plan.expected_objects} objects")
-        meter = Meter(plan.expected_objects, clock)
-        step(["make", f"-j{plan.jobs}", "bzImage"], tree, log, lambda line: show(meter.feed(line), say))
-        release = step(["make", "-s", "kernelrelease"], tree, log)[-1].strip()
-        problem = images.boot_problem(tree / "arch/x86/boot/bzImage")
-        if problem:
-            raise BuildError(f"make finished but {problem}")
-        seconds = clock() - began
-        image = images.install(plan.root, plan.key, tree / "arch/x86/boot/bzImage", tree / ".config", {
-            "key": plan.key, "source": str(plan.source.tarball), "source_version": plan.source.version,
-            "fragment": plan.fragment.digest(), "release": release, "objects": meter.done, "jobs": plan.jobs,
-            "seconds": round(seconds), "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
-    shutil.rmtree(plan.work, ignore_errors=True)
-    say(f"guest build: Linux {release}, {meter.done} objects, {duration(seconds)}: {image.bzimage}")
+    lock = plan.work.parent / f"{plan.key}.lock"
+    with exclusive(lock):
+        with (plan.work / "build.log").open("a") as log:
+            image = make_image(plan, say, log, clock, began)
+        shutil.rmtree(plan.work, ignore_errors=True)
+        lock.unlink()
+    meta = image.meta()
+    say(f"guest build: Linux {meta['release']}, {meta['objects']} objects, {duration(meta['seconds'])}: "
+        f"{image.bzimage}")
     return image
+
+
+def make_image(plan: Plan, say: Say, log: TextIO, clock: Callable[[], float], began: float) -> images.Image:
+    say(f"guest build: {plan.key} in {plan.work} (log: {log.name})")
+    tree = extract(plan, say, log)
+    say(f"guest build: configuring ({plan.fragment.base}, {len(plan.fragment.enable)} enabled, "
+        f"{len(plan.fragment.disable)} disabled, {plan.fragment.passes} passes)")
+    for argv in config.commands(plan.fragment):
+        step(argv, tree, log)
+    values = config.read_config((tree / ".config").read_text(encoding="utf-8"))
+    missing = config.unmet(values, plan.fragment.require)
+    if missing:
+        raise BuildError("the configured kernel lacks required options: " + ", ".join(missing)
+                         + f"\n(fragment: {config.FRAGMENT}; .config: {tree / '.config'})")
+    for note in config.not_applied(values, plan.fragment):
+        say(f"guest build: note: Kconfig overrode the fragment: {note}")
+    say(f"guest build: compiling with {plan.jobs} job(s), about {plan.expected_objects} objects")
+    meter = Meter(plan.expected_objects, clock)
+    step(["make", f"-j{plan.jobs}", "bzImage"], tree, log, lambda line: show(meter.feed(line), say))
+    release = step(["make", "-s", "kernelrelease"], tree, log)[-1].strip()
+    bzimage = tree / "arch/x86/boot/bzImage"
+    problem = images.boot_problem(bzimage)
+    if problem:
+        raise BuildError(f"make finished but {problem}")
+    return images.install(plan.root, plan.key, bzimage, tree / ".config", {
+        "key": plan.key, "source": str(plan.source.tarball), "source_version": plan.source.version,
+        "fragment": plan.fragment.digest(), "release": release, "objects": meter.done, "jobs": plan.jobs,
+        "seconds": round(clock() - began),
+        "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
 
 
 def show(line: Optional[str], say: Say) -> None:

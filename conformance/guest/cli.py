@@ -1,4 +1,4 @@
-"""`python -m conformance guest build|status`."""
+"""`python -m conformance guest build|run|status`."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from . import build, config, images, prereq
+from . import build, config, images, prereq, run
 
 
 def say(line: str) -> None:
@@ -23,6 +23,23 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     b.add_argument("--source", type=Path, help="a kernel source tarball (default: the newest "
                                                f"{images.USR_SRC / images.SOURCE_GLOB})")
     b.set_defaults(func=cmd_build)
+    r = commands.add_parser("run", help="boot the cached kernel and run the suite inside it with --backend kernel",
+                            description="Boot the guest kernel under QEMU TCG and run `pytest suites --backend "
+                                        "kernel` inside it; arguments after -- go to that pytest.")
+    r.add_argument("--npt", type=int, choices=(0, 1), default=1,
+                   help="1: the guest's KVM uses nested paging and the TDP MMU (default); 0: its shadow MMU")
+    r.add_argument("--timeout", type=float, default=2400.0, metavar="S",
+                   help="stop the guest after this long in all (default 2400)")
+    r.add_argument("--boot-timeout", type=float, default=180.0, metavar="S",
+                   help="stop the guest if the suite has not started after this long (default 180)")
+    r.add_argument("--conformance-json", type=Path, metavar="PATH",
+                   help="write the results, each with where it ran, as JSON")
+    r.add_argument("--kernel", type=Path, metavar="BZIMAGE", help="boot this kernel instead of the cached one")
+    r.add_argument("--python", type=Path, metavar="PATH",
+                   help="the interpreter the guest runs the suite with (default: the checkout's .venv/bin/python)")
+    r.add_argument("--quiet", "-q", action="store_true", help="show the guest's pytest output only if it fails")
+    r.add_argument("pytest_args", nargs="*", metavar="-- PYTEST-ARGS", help="passed to the guest's pytest")
+    r.set_defaults(func=cmd_run)
     s = commands.add_parser("status", help="the cache, the cached image, and what is missing to build or run")
     s.set_defaults(func=cmd_status)
 
@@ -63,6 +80,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         say(f"guest build interrupted; nothing was cached. The next `guest build` continues in {plan.work}")
         return 130
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    request = run.Request(npt=bool(args.npt), boot_timeout=args.boot_timeout, timeout=args.timeout,
+                          json_out=args.conformance_json, kernel=args.kernel, python=args.python, quiet=args.quiet,
+                          pytest_args=tuple(args.pytest_args))
+    return run.run(request, os.environ, say)
 
 
 def measured_objects(root: Path) -> Optional[int]:
