@@ -374,6 +374,22 @@ def test_no_cached_image_names_the_build_command(tmp_path: Path) -> None:
     assert "`python -m conformance guest build`" in out.stdout
 
 
+def test_build_without_tools_says_which_packages(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "conformance", "guest", "build"], capture_output=True, text=True,
+                         env=runner_env(tmp_path, fake_path(tmp_path, None)), timeout=60)
+    assert out.returncode == 2
+    assert "cannot build the guest kernel: missing " in out.stdout and "make (not on PATH); gcc (not on PATH)" in out.stdout
+    assert re.search(r"^  apt-get install -y (linux-source-6.12 )?make gcc flex bison bc xz-utils cpio tar perl$",
+                     out.stdout, re.M), out.stdout
+    assert "Traceback" not in out.stdout + out.stderr and not (tmp_path / "cache").exists()
+
+
+def test_a_guest_python_that_is_not_there(tmp_path: Path) -> None:
+    out = run_guest(tmp_path, "results", "--python", str(tmp_path / "no-venv" / "python"))
+    assert out.returncode == 2
+    assert f"--python {tmp_path / 'no-venv' / 'python'} is not an executable" in out.stdout
+
+
 def test_guest_that_never_reaches_the_suite_is_stopped(tmp_path: Path) -> None:
     began = time.monotonic()
     out = run_guest(tmp_path, "no-boot", "--boot-timeout", "1.5")
