@@ -8,6 +8,7 @@ from typing import Sequence
 
 from .contract import BackendInfo
 from . import coverage, killmatrix, livecov
+from .guest import cli as guest_cli
 from .load import LoadError, load_file, suite_files
 from .model import Profile
 from .registry import discover
@@ -150,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fz.add_argument("--proposer", default="reference", help="whose observation a written vector expects")
     fz.add_argument("--out", default="fuzz-findings", help="directory for written vectors")
     fz.set_defaults(func=cmd_fuzz)
+    guest_cli.register(sub)
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
     sub.choices["coverage"].add_argument("--list-unreachable", action="store_true",
                                          help="print every unreachable combination with the rule that removes it")

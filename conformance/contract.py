@@ -39,6 +39,9 @@ class BackendInfo:
     unavailable: Optional[str] = None  # why the backend cannot run at all
     explanations: Mapping[str, str] = field(default_factory=dict)  # tag -> why it is missing
     details: Mapping[str, str] = field(default_factory=dict)  # probed facts shown by `conformance backends`
+    # Short facts about the machine the backend runs on (kernel release, MMU,
+    # ...), carried into every result so merged results say where each ran.
+    where: Mapping[str, str] = field(default_factory=dict)
     known_failures: tuple[KnownFailure, ...] = ()
     # The Linux version whose behaviour the backend shows, as (major, minor):
     # it meets `since:X.Y` tags from X.Y on. None: a model of its profiles'

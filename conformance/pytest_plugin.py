@@ -139,7 +139,7 @@ class VectorItem(pytest.Item):
     def record(self, outcome: str, detail: str = "", ignored: tuple[str, ...] = ()) -> None:
         self.user_properties.append((RESULT_KEY, Result(
             self.nodeid, self.vector.id, self.backend.info.name, self.profile.value,
-            outcome, detail, ignored).as_dict()))
+            outcome, detail, ignored, dict(self.backend.info.where)).as_dict()))
 
     def runtest(self) -> None:
         info = self.backend.info

@@ -83,7 +83,8 @@ VENDOR = textwrap.dedent('''\
             capabilities=ReferenceBackend.info.capabilities - ({{"mmu:tdp"}} if MODE == "no-tdp" else set()),
             explanations={{"mmu:tdp": "acme silicon has no TDP"}} if MODE == "no-tdp" else {{}},
             known_failures=(KnownFailure("scratch::tdx-*", "acme drops flushes", "mainline"),)
-            if MODE in ("known-fail", "known-pass") else ())
+            if MODE in ("known-fail", "known-pass") else (),
+            where={{"machine": "acme lab", "silicon": "A0"}})
 
         def run(self, vector, profile):
             if MODE == "crash":
@@ -197,6 +198,16 @@ def test_xdist_collects_the_same_items(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
     assert re.search(r"^acme +mainline +1 +0 +0 +0 +0 +0$", out.stdout, re.M), out.stdout
+
+
+def test_each_result_says_where_it_ran(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok")
+    report = tmp_path / "out.json"
+    out = run_pytest(tmp_path, env, "suites", "-n", "2", "--backend", "acme", "--backend", "reference",
+                     "--conformance-json", str(report))
+    assert out.returncode == 0, out.stdout + out.stderr
+    where = {r["backend"]: r["where"] for r in json.loads(report.read_text())}
+    assert where == {"acme": {"machine": "acme lab", "silicon": "A0"}, "reference": {}}
 
 
 def test_import_error_in_a_vendor_plugin_is_reported(tmp_path: Path) -> None:
