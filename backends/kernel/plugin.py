@@ -117,6 +117,13 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
     return caps, why, details
 
 
+def where(p: probe.Probe) -> dict[str, str]:
+    """What every result of this backend records about the machine it ran on."""
+    return {"kernel": p.release, "tdp_mmu": p.tdp_mmu or "unreadable", "npt": p.npt or "none",
+            "vm_types": ",".join(p.vm_type_names), "memory_attributes": f"{p.memory_attributes:#x}",
+            "observer": "tdp-trace" if p.tdp_mmu_on and p.tracefs else "retouch"}
+
+
 class KernelBackend:
     def __init__(self, device: Optional[str] = None) -> None:
         self.device = device or probe.device_path()
@@ -140,7 +147,7 @@ class KernelBackend:
             layers=frozenset({Layer.EVENT}),
             vm_types=frozenset(VmType(n) for n in self.probe.vm_type_names) & LAUNCHABLE,
             observables=OBSERVABLES, capabilities=caps, explanations=why, details=details,
-            linux=self.probe.version)
+            linux=self.probe.version, where=where(self.probe))
 
     @staticmethod
     def unavailable(reason: str) -> BackendInfo:
