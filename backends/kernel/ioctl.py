@@ -18,6 +18,8 @@ KVM_GET_SUPPORTED_CPUID = 0xC008AE05
 KVM_CREATE_VCPU = 0xAE41
 KVM_SET_USER_MEMORY_REGION = 0x4020AE46
 KVM_SET_USER_MEMORY_REGION2 = 0x40A0AE49
+KVM_GET_VCPU_EVENTS = 0x8040AE9F
+KVM_SET_VCPU_EVENTS = 0x4040AEA0
 KVM_RUN = 0xAE80
 KVM_SET_REGS = 0x4090AE82
 KVM_GET_SREGS = 0x8138AE83
@@ -51,6 +53,7 @@ KVM_MEM_GUEST_MEMFD = 1 << 2
 GUEST_MEMFD_FLAG_MMAP = 1 << 0
 GUEST_MEMFD_FLAG_INIT_SHARED = 1 << 1
 KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3
+KVM_VCPUEVENT_VALID_SMM = 1 << 3
 
 KVM_EXIT_MMIO = 6
 KVM_EXIT_SHUTDOWN = 8
@@ -178,6 +181,13 @@ class EnableCap(ctypes.Structure):
 
 class CreateGuestMemfd(ctypes.Structure):
     _fields_ = [("size", ctypes.c_uint64), ("flags", ctypes.c_uint64), ("reserved", ctypes.c_uint64 * 6)]
+
+
+class VcpuEvents(ctypes.Structure):
+    """struct kvm_vcpu_events (64 bytes); only flags and smi.smm are used."""
+    _fields_ = [("exception", ctypes.c_uint8 * 8), ("interrupt", ctypes.c_uint8 * 4), ("nmi", ctypes.c_uint8 * 4),
+                ("sipi_vector", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("smi_smm", ctypes.c_uint8),
+                ("smi_rest", ctypes.c_uint8 * 3), ("tail", ctypes.c_uint8 * 36)]
 
 
 class MemoryAttributes(ctypes.Structure):

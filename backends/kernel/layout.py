@@ -81,8 +81,8 @@ def plan(state: State, root: Root, phys_bits: int, nr_memslots: int) -> Layout:
         if s.id >= nr_memslots - 1:
             raise Unsupported(f"slot id {s.id} >= KVM_CAP_NR_MEMSLOTS - 1 = {nr_memslots - 1}")
     for m in state.mappings:
-        if m.root is not root or m.invalid or m.as_id:
-            raise Unsupported(f"initial mapping {m.describe()}: only valid {root.value} leaves in as_id 0")
+        if m.root is not root or m.invalid:
+            raise Unsupported(f"initial mapping {m.describe()}: only valid {root.value} leaves")
         slot = slot_of(state, m)
         if m.level > Level.L4K and (slot.private and m.kind is Kind.PRIVATE or slot.log_dirty):
             raise Unsupported(f"initial mapping {m.describe()}: a huge leaf needs a huge host page, which "

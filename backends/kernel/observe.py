@@ -72,7 +72,7 @@ def retouch(s: Session, live: list[Candidate]) -> set[int]:
     for c in live:
         before = s.vm.pf_fixed()
         try:
-            s.vm.run_pass(c.va, 1, guest.MODE_READ)
+            s.vm.run_pass(c.va, 1, guest.MODE_READ, c.mapping.as_id)
         except MemoryFault:
             continue  # no leaf, and none made
         if s.vm.pf_fixed() == before:

@@ -41,8 +41,9 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
         "mmu:shadow": (not p.tdp_mmu_on, f"TDP MMU on: {tdp}"),
         "mmu:tdp": (p.tdp_mmu_on, f"TDP MMU off: {tdp}"),
         "rmaps:nested": (False, f"rmaps beside the TDP MMU need a nested (L2) guest, which this backend does not run; {tdp}"),
-        "smm": (False, f"as_id 1 needs a guest running in SMM (KVM_CAP_X86_SMM={int(p.smm)}, "
-                       f"KVM_CAP_MULTI_ADDRESS_SPACE={p.address_spaces}); this backend's guest runs at 64-bit CPL3 only"),
+        "smm": (p.smm and p.address_spaces == 2,
+                f"as_id 1 needs SMM (KVM_CAP_X86_SMM={int(p.smm)}) and a second address space "
+                f"(KVM_CAP_MULTI_ADDRESS_SPACE={p.address_spaces})"),
         "tdx:gpaw48": (False, f"needs a TDX VM: VM type TDX not in {types}"),
         "huge:2M": (p.thp in ("always", "madvise"), f"2M SPTEs need host THPs: transparent_hugepage/enabled="
                                                     f"{p.thp or 'unreadable'}"),

@@ -38,7 +38,7 @@ class Session:
             flags = (k.KVM_MEM_LOG_DIRTY_PAGES if slot.log_dirty else 0) | (k.KVM_MEM_READONLY if slot.readonly else 0)
             gmem = gmem_bits(slot) if slot.private else None
             self.regions[slot.id] = self.vm.add_region(
-                slot.id, slot.base_gfn * guest.PAGE, slot.npages, flags, gmem,
+                slot.as_id << 16 | slot.id, slot.base_gfn * guest.PAGE, slot.npages, flags, gmem,
                 huge=self.layout.blocks_in(slot.id, Level.L2M), giant=self.layout.blocks_in(slot.id, Level.L1G))
             self.origin[slot.id] = slot.base_gfn * guest.PAGE
         for lo, hi in state.private_ranges:  # before any access, so private GFNs fault from guest_memfd
@@ -46,13 +46,14 @@ class Session:
         if not self.layout.candidates:
             return
         self.vm.start_guest(self.cpuid, self.layout.sys_slot, self.layout.sys_gpa, self.layout.mmio_gpa,
-                            self.layout.small, self.layout.huge, self.layout.giant)
+                            self.layout.small, self.layout.huge, self.layout.giant,
+                            smm=any(s.as_id == 1 for s in state.slots))
         self.vm.system_pass()
         self.sys_sptes = self.pages()
         slots = {s.id: s for s in state.slots}
         for run in runs(self.layout.candidates):
             mode = guest.MODE_READ if slots[run[0].slot].readonly else guest.MODE_WRITE
-            self.vm.run_pass(run[0].va, len(run), mode)
+            self.vm.run_pass(run[0].va, len(run), mode, run[0].mapping.as_id)
         self.present = {c.index for c in self.layout.candidates}
         made = self.pages() - self.sys_sptes
         levels = {level: self.vm.stats.read(STAT[level]) for level in (Level.L2M, Level.L1G)}

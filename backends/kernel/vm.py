@@ -97,6 +97,8 @@ class LiveVm:
         self.sys_npages = 0
         self.vcpu_stats: Optional[Stats] = None
         self.timed = False
+        self.smm = False  # the vCPU is in SMM: its accesses go through address space 1
+        self.smm_alias = False  # the system slot is also in address space 1
         self.kvm = self.own(os.open(device, os.O_RDWR | os.O_CLOEXEC))
         try:
             self.fd = self.own(k.ioctl(self.kvm, k.KVM_CREATE_VM, vm_type))
@@ -212,10 +214,16 @@ class LiveVm:
 
     # -- the guest
     def start_guest(self, cpuid: k.Cpuid2, sys_slot: int, sys_gpa: int, mmio_gpa: int,
-                    small: list[int], huge: list[int], giant: list[int]) -> None:
-        """System slot (page tables, code, control page) and the vCPU at CPL3."""
+                    small: list[int], huge: list[int], giant: list[int], smm: bool = False) -> None:
+        """System slot (page tables, code, control page) and the vCPU at CPL3.
+        With `smm` the system slot is in address space 1 too (the same host
+        memory): a vCPU in SMM sees only that address space's memslots."""
         self.sys_npages = guest.sys_pages(len(small))
         region = self.add_region(sys_slot, sys_gpa, self.sys_npages)
+        if smm:
+            alias = Region(1 << 16 | sys_slot, sys_gpa, self.sys_npages, 0, region.addr)
+            self.set_region(alias, sys_gpa, alias.size)
+            self.smm_alias = True
         self.sys_mem = memoryview((ctypes.c_char * region.size).from_address(region.addr)).cast("B")
         self.mmio_gpa = mmio_gpa
         guest.build_system(self.sys_mem, sys_gpa, mmio_gpa, small, huge, giant)
@@ -245,9 +253,22 @@ class LiveVm:
         k.ioctl(vcpu, k.KVM_SET_CPUID2, cpuid)
         self.vcpu = vcpu
 
-    def run_pass(self, va: int, count: int, mode: int) -> None:
-        """One bounded pass over `count` pages from guest VA `va`."""
+    def set_smm(self, on: bool) -> None:
+        """Enter or leave SMM (KVM_SET_VCPU_EVENTS, smi.smm): KVM switches the
+        vCPU's MMU to the other address space and nothing else."""
+        if on == self.smm:
+            return
+        events = k.VcpuEvents()
+        k.ioctl(self.vcpu, k.KVM_GET_VCPU_EVENTS, events)
+        events.flags, events.smi_smm = k.KVM_VCPUEVENT_VALID_SMM, int(on)
+        k.ioctl(self.vcpu, k.KVM_SET_VCPU_EVENTS, events)
+        self.smm = on
+
+    def run_pass(self, va: int, count: int, mode: int, as_id: int = 0) -> None:
+        """One bounded pass over `count` pages from guest VA `va`, in the
+        address space `as_id` (1: in SMM)."""
         assert self.vcpu is not None and self.sys_mem is not None and self.run_area is not None
+        self.set_smm(as_id == 1)
         guest.set_pass(self.sys_mem, va, count, mode)
         if self.timed:
             signal.setitimer(signal.ITIMER_PROF, PASS_CPU_SECONDS)
@@ -271,8 +292,10 @@ class LiveVm:
 
     def system_pass(self) -> None:
         """Read every system page through its alias: afterwards each one has
-        a leaf, whatever zapped it, on a shadow or a TDP MMU alike."""
-        self.run_pass(guest.SYS_ALIAS_VA, self.sys_npages, guest.MODE_READ)
+        a leaf, whatever zapped it, on a shadow or a TDP MMU alike (in both
+        address spaces when the system slot is in both)."""
+        for as_id in (0, 1) if self.smm_alias else (0,):
+            self.run_pass(guest.SYS_ALIAS_VA, self.sys_npages, guest.MODE_READ, as_id)
 
     def pf_fixed(self) -> int:
         assert self.vcpu_stats is not None
