@@ -218,7 +218,7 @@ HANDLERS = {
     MmuNotifierInvalidate: on_mmu_notifier_invalidate,
     GmemPunchHole: on_gmem_punch_hole,
     SetMemoryAttributes: on_set_memory_attributes,
-    **memslot_handlers(flush_shadow_memslot),
+    **memslot_handlers(flush_shadow_memslot, alias_after_zap=True),
     DisableQuirk: on_disable_quirk,
     MemoryTypeChange: on_memory_type_change,
     MmRelease: on_mm_release,

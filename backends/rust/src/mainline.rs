@@ -1,7 +1,7 @@
 //! Profile `mainline` (Linux 6.18), docs/spec.md §5: the caller puts an
 //! attribute filter in the range and the TDP MMU turns it into root types.
 
-use crate::common::{self, byte_range_to_gfns, Outcome};
+use crate::common::{self, byte_range_to_gfns, AliasCheck, Outcome};
 use crate::mmu::{Mmu, RootFilter};
 use crate::model::{unmap_flag, warn, Decision, Op, Slot, VmType, EINVAL, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE};
 
@@ -235,7 +235,9 @@ pub fn step(mmu: &mut Mmu, op: &Op) -> Result<Outcome, String> {
             set_memory_attributes(mmu, address, size, attributes, flags)
         }
         Op::MemslotDelete { slot } => common::memslot_delete(mmu, slot, flush_shadow_memslot)?,
-        Op::MemslotMove { slot, new_base_gfn } => common::memslot_move(mmu, slot, new_base_gfn, flush_shadow_memslot)?,
+        Op::MemslotMove { slot, new_base_gfn } => {
+            common::memslot_move(mmu, slot, new_base_gfn, flush_shadow_memslot, AliasCheck::AfterZap)?
+        }
         Op::DisableQuirk => {
             mmu.vm.slot_zap_all = false;
             Outcome::default()

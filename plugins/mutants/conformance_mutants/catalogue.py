@@ -160,5 +160,6 @@ MUTANTS: tuple[Mutant, ...] = (
        "    flush = (AttrFilter.SHARED in attr_filter and mmu.zap_rmaps(slot, start, end)) or flush_in\n"
        "    if not mmu.vm.tdp_mmu:"),
     _m("move-overlap-accepted", "2.2", "moving a slot onto another one is accepted",
-       "calls", "    return EEXIST if mmu.slot_overlaps_other(slot, new_base) else 0", "    return 0"),
+       "calls", "        if mmu.slot_overlaps_other(slot, new_base):\n            return Outcome(errno=EEXIST)",
+       "        if False:\n            return Outcome(errno=EEXIST)"),
 )
