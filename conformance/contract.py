@@ -5,6 +5,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, runtime_checkable
 
+from . import capabilities
 from .model import Layer, Observable, Observation, Profile, Vector, VmType
 
 
@@ -58,7 +59,7 @@ class BackendInfo:
         if self.unavailable:
             return [f"backend {self.name} unavailable: {self.unavailable}"]
         return [f"{tag}: {self.explanations.get(tag, f'not provided by backend {self.name}')}"
-                for tag in sorted(requires - self.provided)]
+                for tag in sorted(requires) if not capabilities.met(tag, self.provided)]
 
 
 @runtime_checkable

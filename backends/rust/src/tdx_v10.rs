@@ -202,6 +202,7 @@ pub fn step(mmu: &mut Mmu, op: &Op) -> Result<Outcome, String> {
             common::memslot_move(mmu, slot, new_base_gfn, invalidate_zap_pages_in_memslot, AliasCheck::BeforeZap)?
         }
         Op::DisableQuirk => return Err("disable_quirk does not exist in tdx-v10".into()),
+        Op::MemslotSetFlags { .. } => return Err("memslot_set_flags is not specified for tdx-v10".into()),
         // update_mtrr / kvm_post_set_cr0.
         Op::MemoryTypeChange { start, end } => {
             zap_gfn_range(mmu, start, end);
