@@ -117,7 +117,8 @@ def vector_toml(vector: Vector, local_id: Optional[str] = None, comment: Iterabl
         if vector.state.private_ranges:
             lines.append(f"private = {_value([list(r) for r in vector.state.private_ranges])}")
         if vector.state.host_huge:
-            pages = [[lo, hi] + ([level.label] if level is not Level.L2M else []) for lo, hi, level in vector.state.host_huge]
+            pages = [[lo, hi] + ([level.label] if level is not Level.L2M else [])
+                     for lo, hi, level in vector.state.host_huge]
             lines.append(f"host_huge = {_value(pages)}")
         lines += _mappings("mappings", vector.state.mappings) if vector.state.mappings else []
         lines.append("")

@@ -317,7 +317,8 @@ def check_version_tag(node: Node, tag: str, profiles: frozenset[Profile]) -> Non
     if profiles != {Profile.MAINLINE}:
         node.fail(f"{tag!r} names a mainline kernel release; it needs profiles = [\"mainline\"]")
     if release > capabilities.MAINLINE_LINUX:
-        node.fail(f"{tag!r} is newer than the mainline profile's Linux {'.'.join(map(str, capabilities.MAINLINE_LINUX))}")
+        profile_release = ".".join(map(str, capabilities.MAINLINE_LINUX))
+        node.fail(f"{tag!r} is newer than the mainline profile's Linux {profile_release}")
 
 
 # A spec never intends an indeterminate choice; only a backend may report one.
@@ -335,23 +336,24 @@ def v10_attr(node: Node) -> int:
     return get_int(node, hi=U64_MAX)
 
 
-def memory_attributes(node: Node) -> int:
+def get_bits(node: Node, names: dict[str, int], what: str, hi: int) -> int:
+    """A bit mask: a list of names from `names`, or a raw integer up to `hi`
+    (which may carry bits no name has)."""
     if isinstance(node.value, list):
         bits = 0
-        for bit in get_names(node, None, MEMORY_ATTRIBUTES, "memory attribute"):
+        for bit in get_names(node, None, names, what):
             bits |= bit
         return bits
-    return get_int(node, hi=U64_MAX)
+    return get_int(node, hi=hi)
+
+
+def memory_attributes(node: Node) -> int:
+    return get_bits(node, MEMORY_ATTRIBUTES, "memory attribute", U64_MAX)
 
 
 def memslot_flags(node: Node) -> int:
-    """KVM_MEM_* flags: a list of names, or an integer (any other bit is an unknown flag)."""
-    if isinstance(node.value, list):
-        bits = 0
-        for bit in get_names(node, None, MEMSLOT_FLAG_BITS, "memslot flag"):
-            bits |= bit
-        return bits
-    return get_int(node, hi=(1 << 32) - 1)
+    """KVM_MEM_* flags (u32); any bit without a name is an unknown flag."""
+    return get_bits(node, MEMSLOT_FLAG_BITS, "memslot flag", (1 << 32) - 1)
 
 
 def get_errno(node: Node) -> int:
