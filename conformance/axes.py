@@ -264,6 +264,8 @@ MAINLINE_SPACE = Space(
         "memory_type_change": "zaps nothing in mainline; suites/event/memory-type",
         "mm_release, vm_destroy": "whole-VM teardown; suites/event/teardown",
         "disable_quirk": "a policy change; the quirk is the slot_zap_all axis of memslot_delete",
+        "memslot_set_flags": "a flags-only memslot change splits or recovers huge leaves: it needs slot flags and "
+                             "host backing the fixture lacks; suites/event/memslot-flags, suites/live/memslot-flags",
     },
 )
 

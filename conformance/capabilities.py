@@ -6,11 +6,12 @@ profile, layer and VM-type tags come from their declared lists.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable, Optional
 
 from .model import (
-    DisableQuirk, GmemFlag, GmemPunchHole, Kind, Layer, Level, Mapping, Operation, Profile, SetMemoryAttributes,
-    Slot, Vm, VmType, op_layer,
+    MEM_GUEST_MEMFD, MEM_READONLY, DisableQuirk, GmemFlag, GmemPunchHole, Kind, Layer, Level, Mapping,
+    MemslotSetFlags, Operation, Profile, SetMemoryAttributes, Slot, Vm, VmType, op_layer,
 )
 
 # Tags a backend may provide beyond profile:/layer:/vm:, with what they mean.
@@ -36,28 +37,60 @@ TAGS: dict[str, str] = {
     "quirk:SLOT_ZAP_ALL": "disabling KVM_X86_QUIRK_SLOT_ZAP_ALL (KVM_CAP_DISABLE_QUIRKS2)",
     "dirty_logging": "a memslot with KVM_MEM_LOG_DIRTY_PAGES",
     "readonly_slot": "a memslot with KVM_MEM_READONLY",
+    "memslot:set_flags": "KVM_SET_USER_MEMORY_REGION(2) changing only a slot's flags (KVM_MR_FLAGS_ONLY)",
+    "host_huge": "huge host pages where a vector's initial host_huge puts them, not only under huge leaves",
 }
 
 
-def since_version(tag: str) -> Optional[tuple[int, int]]:
-    """`since:X.Y`: the vector's outcome is that of Linux X.Y and later; an
-    older kernel behaves differently (docs/spec.md says how and why)."""
-    head, _, value = tag.partition(":")
-    major, dot, minor = value.partition(".")
-    if head != "since" or not dot or not major.isdigit() or not minor.isdigit():
-        return None
-    return int(major), int(minor)
+# Kernel-version families. A vector requires `since:<major.minor>` when its
+# expected outcome is that of Linux >= that release and older kernels differ
+# (docs/spec.md §7 names the change). A backend declares `linux:<major.minor>`,
+# the release whose behaviour it has; it then meets every `since:` tag up to
+# that release. The mainline profile is Linux 6.18, so the models declare
+# `linux:6.18` and no vector may require a later release.
+VERSION_FAMILIES: dict[str, str] = {
+    "since": "the outcome is that of Linux >= <major.minor>; older kernels differ (docs/spec.md §7)",
+    "linux": "declared by a backend: it behaves as Linux <major.minor> (meets since: tags up to it)",
+}
+MAINLINE_LINUX = (6, 18)
+_VERSION_TAG = re.compile(r"^(since|linux):([1-9][0-9]*)\.(0|[1-9][0-9]*)$")
+
+
+def version_tag(tag: str) -> Optional[tuple[str, tuple[int, int]]]:
+    """(family, (major, minor)) of a `since:`/`linux:` tag, else None."""
+    match = _VERSION_TAG.match(tag)
+    return None if match is None else (match.group(1), (int(match.group(2)), int(match.group(3))))
+
+
+def linux_tag(release: str) -> Optional[str]:
+    """The `linux:<major.minor>` tag of a kernel release string such as
+    `6.18.44-fc-v857` (what a live backend declares), or None."""
+    match = re.match(r"^([1-9][0-9]*)\.([0-9]+)", release)
+    return None if match is None else f"linux:{int(match.group(1))}.{int(match.group(2))}"
 
 
 def known(tag: str) -> bool:
     head, _, value = tag.partition(":")
     structural = {"profile": Profile, "layer": Layer, "vm": VmType}
     return (tag in TAGS or head in structural and value in {m.value for m in structural[head]}
-            or since_version(tag) is not None)
+            or version_tag(tag) is not None)
+
+
+def met(tag: str, provided: frozenset[str]) -> bool:
+    """Whether a backend that provides `provided` meets `tag`: by name, or a
+    `since:` tag by a declared `linux:` release at least as new."""
+    if tag in provided:
+        return True
+    wanted = version_tag(tag)
+    if wanted is None or wanted[0] != "since":
+        return False
+    releases = [v for v in map(version_tag, provided) if v is not None and v[0] == "linux"]
+    return any(release >= wanted[1] for _, release in releases)
 
 
 def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iterable[Operation],
-           private_ranges: Iterable[tuple[int, int]] = ()) -> frozenset[str]:
+           private_ranges: Iterable[tuple[int, int]] = (),
+           host_huge: Iterable[tuple[int, int, Level]] = ()) -> frozenset[str]:
     """The tags a vector's content implies; nothing here depends on a backend."""
     slots, mappings, ops, private = tuple(slots), tuple(mappings), tuple(ops), tuple(private_ranges)
     tags = {f"vm:{vm.type.value}", "mmu:tdp" if vm.tdp_mmu else "mmu:shadow"}
@@ -84,6 +117,13 @@ def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iter
         tags.add("attribute-mismatch")
     tags |= {"gmem:punch_hole" for op in ops if isinstance(op, GmemPunchHole)}
     tags |= {"memory_attributes" for op in ops if isinstance(op, SetMemoryAttributes)}
+    for op in ops:
+        if isinstance(op, MemslotSetFlags):
+            tags |= {"memslot:set_flags", "dirty_logging"}
+            tags |= {"readonly_slot"} if op.flags & MEM_READONLY else set()
+            tags |= {"private_slot"} if op.flags & MEM_GUEST_MEMFD else set()
+    for _, _, level in host_huge:
+        tags |= {"host_huge"} | ({"huge:1G"} if level is Level.L1G else set())
     return frozenset(tags)
 
 
@@ -97,6 +137,9 @@ def mismatched(vm: Vm, m: Mapping, private: tuple[tuple[int, int], ...]) -> bool
 
 
 def everything(profiles: Iterable[Profile] = tuple(Profile)) -> frozenset[str]:
-    """All non-structural tags: what a complete model backend provides."""
+    """All non-structural tags: what a complete model backend provides. A
+    model of the spec behaves as the mainline profile's kernel, so it meets
+    every `since:` tag a vector may carry."""
     del profiles  # the same tag vocabulary serves both profiles
-    return frozenset(TAGS) | frozenset(f"gmem:{f.value}" for f in GmemFlag)
+    return (frozenset(TAGS) | frozenset(f"gmem:{f.value}" for f in GmemFlag)
+            | {"linux:{}.{}".format(*MAINLINE_LINUX)})

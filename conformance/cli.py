@@ -92,8 +92,12 @@ def cmd_kill_matrix(args: argparse.Namespace) -> int:
         except LoadError as err:
             print(err)
             return 1
+    vectors, left_out = killmatrix.within_budget(vectors, args.max_leaves)
     results = killmatrix.run_matrix(mutants, vectors)
     print(killmatrix.render(results, Path.cwd()))
+    if left_out:
+        print(f"left out {len(left_out)} vector(s) with more than {args.max_leaves} leaves (--max-leaves 0 runs "
+              f"them): " + ", ".join(v.id for v in left_out))
     if args.killers:
         for result in results:
             print(f"{result.name}: " + (", ".join(result.killers[:args.killers]) or "-"))
@@ -141,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kill.add_argument("paths", nargs="*", default=["suites"])
     kill.add_argument("--mutant", action="append", default=[], help="only this mutant (repeatable)")
     kill.add_argument("--killers", type=int, default=0, metavar="N", help="also list up to N killing items per mutant")
+    kill.add_argument("--max-leaves", type=int, default=killmatrix.DEFAULT_MAX_LEAVES, metavar="N",
+                      help="leave out vectors holding more than N leaves in any state (default %(default)s; 0: none)")
     kill.set_defaults(func=cmd_kill_matrix)
     fz = sub.add_parser("fuzz", help="differential fuzzing across backends; writes a TOML vector per disagreement")
     fz.add_argument("--backend", action="append", default=[], help="backends (and mutants) to compare; "

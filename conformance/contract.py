@@ -43,10 +43,6 @@ class BackendInfo:
     # ...), carried into every result so merged results say where each ran.
     where: Mapping[str, str] = field(default_factory=dict)
     known_failures: tuple[KnownFailure, ...] = ()
-    # The Linux version whose behaviour the backend shows, as (major, minor):
-    # it meets `since:X.Y` tags from X.Y on. None: a model of its profiles'
-    # own kernel, which meets them all.
-    linux: Optional[tuple[int, int]] = None
 
     provided: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -65,17 +61,14 @@ class BackendInfo:
         """The requirements this backend does not meet, each with its reason."""
         if self.unavailable:
             return [f"backend {self.name} unavailable: {self.unavailable}"]
-        return [f"{tag}: {self.explain(tag)}" for tag in sorted(requires - self.provided) if not self.meets_version(tag)]
-
-    def meets_version(self, tag: str) -> bool:
-        since = capabilities.since_version(tag)
-        return since is not None and (self.linux is None or self.linux >= since)
+        return [f"{tag}: {self.explain(tag)}" for tag in sorted(requires) if not capabilities.met(tag, self.provided)]
 
     def explain(self, tag: str) -> str:
-        since = capabilities.since_version(tag)
-        if since is not None and self.linux is not None:
-            return (f"the outcome is that of Linux >= {since[0]}.{since[1]}; backend {self.name} runs "
-                    f"Linux {self.linux[0]}.{self.linux[1]}")
+        wanted = capabilities.version_tag(tag)
+        releases = sorted(v[1] for v in map(capabilities.version_tag, self.provided) if v and v[0] == "linux")
+        if wanted is not None and wanted[0] == "since" and releases:
+            return (f"the outcome is that of Linux >= {wanted[1][0]}.{wanted[1][1]}; backend {self.name} behaves as "
+                    f"Linux {releases[-1][0]}.{releases[-1][1]}")
         return self.explanations.get(tag, f"not provided by backend {self.name}")
 
 

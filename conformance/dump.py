@@ -7,7 +7,7 @@ from typing import Any, Iterable, Optional
 
 from .load import OP_PARAMS, REQUIRED
 from .model import (
-    ERRNO_LABELS, Flag, Mapping, Observables, Operation, Profile, Slot, Step, Vector, VmType, op_name,
+    ERRNO_LABELS, Flag, Level, Mapping, Observables, Operation, Profile, Slot, Step, Vector, VmType, op_name,
 )
 
 
@@ -28,16 +28,32 @@ def _value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def _mapping(m: Mapping) -> str:
+def _mapping(m: Mapping, count: int = 1) -> str:
     parts = [f"root = {_value(m.root)}", f"gfn = {hex(m.gfn)}", f"level = {_value(m.level.label)}",
              f"kind = {_value(m.kind)}"]
     parts += [f"as_id = {m.as_id}"] if m.as_id else []
     parts += ["invalid = true"] if m.invalid else []
+    parts += [f"count = {_value(count)}"] if count > 1 else []
     return "  { " + ", ".join(parts) + " },"
 
 
+def _runs(mappings: Iterable[Mapping]) -> list[tuple[Mapping, int]]:
+    """Consecutive leaves of one tree, level and kind, as (first, count)."""
+    runs: list[tuple[Mapping, int]] = []
+    for m in sorted(mappings, key=lambda m: (m.as_id, m.root.value, m.invalid, m.level, m.kind.value, m.gfn)):
+        if runs:
+            first, count = runs[-1]
+            same = (first.as_id, first.root, first.level, first.kind, first.invalid) == \
+                   (m.as_id, m.root, m.level, m.kind, m.invalid)
+            if same and m.gfn == first.gfn + count * m.level.pages:
+                runs[-1] = (first, count + 1)
+                continue
+        runs.append((m, 1))
+    return runs
+
+
 def _mappings(key: str, mappings: Iterable[Mapping]) -> list[str]:
-    return [f"{key} = ["] + [_mapping(m) for m in sorted(mappings)] + ["]"]
+    return [f"{key} = ["] + [_mapping(m, count) for m, count in _runs(mappings)] + ["]"]
 
 
 def _slot(slot: Slot, profiles: frozenset[Profile]) -> list[str]:
@@ -96,10 +112,14 @@ def vector_toml(vector: Vector, local_id: Optional[str] = None, comment: Iterabl
     lines.append("")
     for slot in vector.state.slots:
         lines += _slot(slot, vector.profiles)
-    if vector.state.private_ranges or vector.state.mappings:
+    if vector.state.private_ranges or vector.state.mappings or vector.state.host_huge:
         lines.append("[vector.initial]")
         if vector.state.private_ranges:
             lines.append(f"private = {_value([list(r) for r in vector.state.private_ranges])}")
+        if vector.state.host_huge:
+            pages = [[lo, hi] + ([level.label] if level is not Level.L2M else [])
+                     for lo, hi, level in vector.state.host_huge]
+            lines.append(f"host_huge = {_value(pages)}")
         lines += _mappings("mappings", vector.state.mappings) if vector.state.mappings else []
         lines.append("")
     for step in vector.steps:

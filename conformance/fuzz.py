@@ -24,8 +24,9 @@ from .dump import suite_toml
 from .lines import LineIndex
 from .load import LoadError, Node, Source, check_state, check_step
 from .model import (
-    MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, VM_TYPES, AttrFilter,
-    DisableQuirk, Flag, GmemPunchHole, Kind, Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove,
+    MEM_LOG_DIRTY_PAGES, MEM_READONLY, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, VM_TYPES,
+    AttrFilter, DisableQuirk, Flag, GmemPunchHole, Kind, Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove,
+    MemslotSetFlags,
     MmuNotifierInvalidate, Observable, Observables, Observation, Operation, Profile, Quirk, RangeFlag, Root, SetMemoryAttributes,
     Slot, State, Step, UnmapGfnRange, Vector, Vm, VmType, VmDestroy, ZapAll, ZapAllFast, ZapGfnRange, ZapMemslot,
 )
@@ -62,7 +63,9 @@ def _slots(draw: Any, profile: Profile, vm: Vm) -> tuple[Slot, ...]:
         as_id = draw(st.integers(0, vm.address_spaces - 1))
         base = number * SLOT_STRIDE + draw(st.sampled_from((0, 0x200)))
         npages = draw(st.sampled_from((0x200, 0x400, 0x600)))
-        slots.append(Slot(number + 1, base, npages, as_id, private=can_be_private and draw(st.booleans())))
+        private = can_be_private and draw(st.booleans())
+        log_dirty = profile is Profile.MAINLINE and not private and draw(st.booleans())
+        slots.append(Slot(number + 1, base, npages, as_id, private=private, log_dirty=log_dirty))
     return tuple(slots)
 
 
@@ -95,8 +98,12 @@ def _op(draw: Any, profile: Profile, vm: Vm, slots: dict[int, Slot]) -> Operatio
     kinds = ["zap_gfn_range", "zap_all_fast", "zap_all", "mmu_notifier", "set_attributes", "memory_type",
              "vm_destroy"] + (["unmap", "zap_memslot", "delete", "move"] if live else [])
     kinds += ["punch_hole"] if private else []
-    kinds += ["disable_quirk"] if profile is Profile.MAINLINE else []
+    kinds += ["disable_quirk"] + (["set_flags"] if live else []) if profile is Profile.MAINLINE else []
     kind = draw(st.sampled_from(kinds))
+    if kind == "set_flags":
+        slot = draw(st.sampled_from(live))
+        return MemslotSetFlags(slot.id, draw(st.sampled_from((slot.flag_bits ^ MEM_LOG_DIRTY_PAGES, slot.flag_bits,
+                                                               MEM_READONLY, 8))))
     if kind in ("unmap", "zap_memslot", "delete", "move", "punch_hole"):
         slot = draw(st.sampled_from(private if kind == "punch_hole" else live))
         start, end = _span(draw, slot.base_gfn, slot.end_gfn)
@@ -157,7 +164,8 @@ def vectors(draw: Any, profiles: Sequence[Profile] = tuple(Profile)) -> Vector:
         assume(False)
     ident = hashlib.sha256(repr((profile, state, steps)).encode()).hexdigest()[:12]
     return Vector(f"fuzz::case-{ident}", "a case drawn by the differential fuzzer", frozenset({profile}),
-                  capabilities.derive(vm, slots, leaves, (s.op for s in steps), private_ranges), (FOUND_FLAG,), state, tuple(steps))
+                  capabilities.derive(vm, slots, leaves, (s.op for s in steps), state.private_ranges,
+                                      state.host_huge), (FOUND_FLAG,), state, tuple(steps))
 
 
 def _validate(state: State, profile: Profile, has_steps: bool) -> None:

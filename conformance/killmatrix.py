@@ -47,6 +47,26 @@ def kills(backend: Backend, vector: Vector, timeout: float) -> list[str]:
     return caught
 
 
+# A split 1G page is 262144 leaves: a second or more per run in the
+# reference's Python, times every mutant. Such vectors still run on every
+# real backend; the matrix leaves them out unless asked (--max-leaves 0).
+DEFAULT_MAX_LEAVES = 1 << 16
+
+
+def leaf_count(vector: Vector) -> int:
+    """The most leaves any state of the vector holds, initial or expected."""
+    sizes = [len(vector.state.mappings)] + [len(s.expect.mappings or ()) for s in vector.steps]
+    return max(sizes)
+
+
+def within_budget(vectors: Sequence[Vector], max_leaves: int) -> tuple[list[Vector], list[Vector]]:
+    """(vectors to run, vectors left out); 0 means no budget."""
+    if not max_leaves:
+        return list(vectors), []
+    kept = [v for v in vectors if leaf_count(v) <= max_leaves]
+    return kept, [v for v in vectors if leaf_count(v) > max_leaves]
+
+
 def run_matrix(mutants: Sequence[Backend], vectors: Sequence[Vector], timeout: float = 10.0) -> list[MutantResult]:
     results = []
     for mutant in mutants:

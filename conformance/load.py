@@ -23,9 +23,10 @@ except ModuleNotFoundError:  # Python 3.10
 from . import axes, capabilities
 from .lines import Key, LineIndex, render, toml_error_position
 from .model import (
-    ERRNO_NAMES, GFN_BITS, MAINLINE_ONLY_OPS, MEMORY_ATTRIBUTE_PRIVATE, OPERATIONS, PROTECTED_STATE_VMS,
+    ERRNO_NAMES, GFN_BITS, MAINLINE_ONLY_OPS, MEM_LOG_DIRTY_PAGES, MEMSLOT_FLAG_BITS, MEMORY_ATTRIBUTE_PRIVATE,
+    OPERATIONS, PROTECTED_STATE_VMS,
     V10_ATTR_NAMES, VM_TYPES, AttrFilter, Decision, Flag, GmemFlag, GmemPunchHole, Kind, Layer,
-    Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove, MmuNotifierInvalidate, Observables,
+    Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove, MemslotSetFlags, MmuNotifierInvalidate, Observables,
     Operation, Profile, Quirk, RangeFlag, Root, SetMemoryAttributes, Slot, State, Step, UnmapGfnRange, Vector, ZapGfnRange,
     Vm, VmType, WarnSite, op_layer, op_name,
 )
@@ -51,8 +52,8 @@ VECTOR_KEYS = ("id", "description", "profiles", "flags", "requires", "pins", "vm
 VECTOR_REQUIRED = ("id", "description", "profiles", "flags", "vm", "step")
 VM_KEYS = ("type", "tdp_mmu", "rmaps", "gpaw", "slot_zap_all")
 SLOT_KEYS = ("id", "as_id", "base_gfn", "npages", "flags", "gmem_flags")
-INITIAL_KEYS = ("private", "mappings")
-MAPPING_KEYS = ("root", "gfn", "level", "kind", "as_id", "invalid")
+INITIAL_KEYS = ("private", "host_huge", "mappings")
+MAPPING_KEYS = ("root", "gfn", "level", "kind", "as_id", "invalid", "count")
 EXPECT_KEYS = ("mappings", "flush", "decision", "warns", "errno")
 EXPECT_LAYER = {"decision": Layer.CALL, "warns": Layer.CALL, "errno": Layer.EVENT}
 
@@ -293,13 +294,31 @@ def get_flag_refs(node: Node, key: str, registry: dict[str, Flag], required: boo
     return tuple(registry[name] for name in names)
 
 
-def get_requires(node: Node) -> frozenset[str]:
+def get_requires(node: Node, profiles: frozenset[Profile]) -> frozenset[str]:
     tags = get_strings(node, "requires", ())
     for i, tag in enumerate(tags):
         if not capabilities.known(tag):
             node.at("requires").at(i).fail(
-                f"unknown capability tag {tag!r}; known: {', '.join(capabilities.TAGS)}, profile:*, layer:*, vm:*")
+                f"unknown capability tag {tag!r}; known: {', '.join(capabilities.TAGS)}, profile:*, layer:*, vm:*, "
+                f"since:<major.minor>")
+        check_version_tag(node.at("requires").at(i), tag, profiles)
     return frozenset(tags)
+
+
+def check_version_tag(node: Node, tag: str, profiles: frozenset[Profile]) -> None:
+    """`since:` describes mainline kernels up to the profile's own release;
+    `linux:` is what a backend declares, never what a vector requires."""
+    version = capabilities.version_tag(tag)
+    if version is None:
+        return
+    family, release = version
+    if family == "linux":
+        node.fail(f"{tag!r} is what a backend declares (the kernel it behaves as); a vector requires since:<x.y>")
+    if profiles != {Profile.MAINLINE}:
+        node.fail(f"{tag!r} names a mainline kernel release; it needs profiles = [\"mainline\"]")
+    if release > capabilities.MAINLINE_LINUX:
+        profile_release = ".".join(map(str, capabilities.MAINLINE_LINUX))
+        node.fail(f"{tag!r} is newer than the mainline profile's Linux {profile_release}")
 
 
 # A spec never intends an indeterminate choice; only a backend may report one.
@@ -317,13 +336,24 @@ def v10_attr(node: Node) -> int:
     return get_int(node, hi=U64_MAX)
 
 
-def memory_attributes(node: Node) -> int:
+def get_bits(node: Node, names: dict[str, int], what: str, hi: int) -> int:
+    """A bit mask: a list of names from `names`, or a raw integer up to `hi`
+    (which may carry bits no name has)."""
     if isinstance(node.value, list):
         bits = 0
-        for bit in get_names(node, None, MEMORY_ATTRIBUTES, "memory attribute"):
+        for bit in get_names(node, None, names, what):
             bits |= bit
         return bits
-    return get_int(node, hi=U64_MAX)
+    return get_int(node, hi=hi)
+
+
+def memory_attributes(node: Node) -> int:
+    return get_bits(node, MEMORY_ATTRIBUTES, "memory attribute", U64_MAX)
+
+
+def memslot_flags(node: Node) -> int:
+    """KVM_MEM_* flags (u32); any bit without a name is an unknown flag."""
+    return get_bits(node, MEMSLOT_FLAG_BITS, "memslot flag", (1 << 32) - 1)
 
 
 def get_errno(node: Node) -> int:
@@ -590,22 +620,79 @@ def check_mapping(node: Node, m: Mapping, vm: Vm, profiles: frozenset[Profile]) 
         node.at("kind").fail(f"a {m.root.value}-root leaf in a {vm.type.value} VM is {forced.value}, not {m.kind.value}")
 
 
-def check_in_slot(node: Node, m: Mapping, vm: Vm, slots: Sequence[Slot]) -> None:
-    """An initial leaf maps memory of exactly one slot in its address space."""
+def check_in_slot(node: Node, m: Mapping, vm: Vm, slots: Sequence[Slot], count: int = 1) -> None:
+    """An initial leaf maps memory of exactly one slot in its address space
+    (a leaf never straddles a slot boundary); so does every leaf of a run of
+    `count`, which is checked leaf by leaf only when the run spans slots."""
     start = memslot_gfn(vm, m)
-    end = start + m.level.pages
-    if not any(s.as_id == m.as_id and s.base_gfn <= start and end <= s.end_gfn for s in slots):
-        node.at("gfn").fail(f"mapping outside any slot: {m.describe()} covers memslot gfns {_span(start, end)}, "
-                            f"not inside one slot of as_id {m.as_id}")
+    end = start + count * m.level.pages
+    if any(s.as_id == m.as_id and s.base_gfn <= start and end <= s.end_gfn for s in slots):
+        return
+    if count > 1:
+        for leaf in expand(m, count):
+            check_in_slot(node, leaf, vm, slots)
+        return
+    node.at("gfn").fail(f"mapping outside any slot: {m.describe()} covers memslot gfns {_span(start, end)}, "
+                        f"not inside one slot of as_id {m.as_id}")
 
 
-def check_leaves(nodes: Sequence[Node], mappings: Sequence[Mapping]) -> None:
-    """Leaves of one tree (as_id, root, invalid) do not overlap."""
+def check_leaves(nodes: Sequence[Node], mappings: Sequence[Mapping], counts: Optional[Sequence[int]] = None) -> None:
+    """Leaves of one tree (as_id, root, invalid) do not overlap. `counts[i]`
+    makes mappings[i] the first of a run of that many consecutive leaves.
+    Sorted per tree, so thousands of leaves cost n log n, not n squared; an
+    overlap is reported at whichever of the two comes later in the file."""
+    counts = counts or [1] * len(mappings)
+    ends = [m.gfn + n * m.level.pages for m, n in zip(mappings, counts)]
+    trees: dict[tuple[int, Root, bool], list[int]] = {}
     for i, m in enumerate(mappings):
-        for other in mappings[:i]:
-            same_tree = (m.as_id, m.root, m.invalid) == (other.as_id, other.root, other.invalid)
-            if same_tree and m.gfn < other.end and other.gfn < m.end:
-                nodes[i].at("gfn").fail(f"leaf {m.describe()} overlaps {other.describe()}")
+        trees.setdefault((m.as_id, m.root, m.invalid), []).append(i)
+    for indices in trees.values():
+        indices.sort(key=lambda i: (mappings[i].gfn, i))
+        reach = None  # index of the run reaching furthest so far
+        for i in indices:
+            if reach is not None and mappings[i].gfn < ends[reach]:
+                later, earlier = max(i, reach), min(i, reach)
+                nodes[later].at("gfn").fail(f"leaf {_run(mappings[later], counts[later])} overlaps "
+                                            f"{_run(mappings[earlier], counts[earlier])}")
+            if reach is None or ends[i] > ends[reach]:
+                reach = i
+
+
+def _run(m: Mapping, count: int) -> str:
+    return m.describe() + (f" (first of {_hex(count)})" if count > 1 else "")
+
+
+def _mapping_run(node: Node, vm: Vm, profiles: frozenset[Profile]) -> tuple[Mapping, int]:
+    """One mapping table: a leaf, or with `count = N` the first of N
+    consecutive leaves of its level (a split huge page in one line). The
+    structural rules hold for every leaf of the run: checked on its ends,
+    which suffices when the run does not cross the TDX shared bit."""
+    first = _mapping(node, vm, profiles)
+    count = get_int(node, "count", 1, lo=1)
+    if count == 1:
+        return first, 1
+    step = first.level.pages
+    if first.gfn + count * step > GFN_LIMIT:
+        node.at("count").fail(f"{_hex(count)} {first.level.label} leaves from {_hex(first.gfn)} extend beyond the "
+                              f"{GFN_BITS}-bit GFN space")
+    last = Mapping(first.as_id, first.root, first.gfn + (count - 1) * step, first.level, first.kind, first.invalid)
+    try:
+        check_mapping(node, last, vm, profiles)
+    except LoadError as err:
+        node.at("count").fail(f"the run's last leaf ({last.describe()}): {err.message}")
+    if vm.shared_bit and (first.gfn ^ last.gfn) >= vm.shared_bit:
+        node.at("count").fail(f"the run from {_hex(first.gfn)} to {_hex(last.gfn)} crosses the TDX shared bit "
+                              f"{_hex(vm.shared_bit)}")
+    return first, count
+
+
+def expand(first: Mapping, count: int) -> list[Mapping]:
+    """The leaves of a run."""
+    if count == 1:
+        return [first]
+    step = first.level.pages
+    return [Mapping(first.as_id, first.root, gfn, first.level, first.kind, first.invalid)
+            for gfn in range(first.gfn, first.gfn + count * step, step)]
 
 
 def _mappings(node: Node, key: str, vm: Vm, profiles: frozenset[Profile],
@@ -614,21 +701,49 @@ def _mappings(node: Node, key: str, vm: Vm, profiles: frozenset[Profile],
     nodes = get_list(node, key, None)
     if nodes is None:
         return None
-    mappings = [_mapping(n, vm, profiles) for n in nodes]
-    for item, mapping in zip(nodes, mappings):
-        if slots is not None:
-            check_in_slot(item, mapping, vm, slots)
-    check_leaves(nodes, mappings)
-    return frozenset(mappings)
+    runs = [_mapping_run(n, vm, profiles) for n in nodes]
+    if slots is not None:
+        for item, (first, count) in zip(nodes, runs):
+            check_in_slot(item, first, vm, slots, count)
+    check_leaves(nodes, [first for first, _ in runs], [count for _, count in runs])
+    return frozenset(leaf for first, count in runs for leaf in expand(first, count))
 
 
-def _initial(node: Node, vm: Vm, profiles: frozenset[Profile],
-             slots: Sequence[Slot]) -> tuple[tuple[tuple[int, int], ...], frozenset[Mapping]]:
+def _host_huge(node: Node, slots: Sequence[Slot]) -> tuple[tuple[int, int, Level], ...]:
+    """`host_huge`: as_id-0 memslot GFN ranges backed by huge host pages,
+    `[start, end]` for 2 MiB pages (THP) or `[start, end, "1G"]` for 1 GiB
+    ones; aligned to the page size, each page inside one slot, no overlaps."""
+    ranges: list[tuple[int, int, Level]] = []
+    for item in get_list(node, "host_huge", []):
+        cells = get_list(item)
+        if len(cells) not in (2, 3):
+            item.fail('expected [start, end] (2M host pages) or [start, end, "1G"]')
+        start, end = get_int(cells[0], hi=GFN_LIMIT - 1), get_int(cells[1], hi=GFN_LIMIT)
+        level = get_choice(cells[2], None, {"2M": Level.L2M, "1G": Level.L1G}, "host page size") \
+            if len(cells) == 3 else Level.L2M
+        if start >= end:
+            item.fail(f"empty range {_span(start, end)}: start must be < end")
+        if start % level.pages or end % level.pages:
+            item.fail(f"range {_span(start, end)} is not aligned to its {level.label} host pages "
+                      f"({_hex(level.pages)} GFNs)")
+        for page in range(start, end, level.pages):
+            if not any(s.as_id == 0 and s.base_gfn <= page and page + level.pages <= s.end_gfn for s in slots):
+                item.fail(f"host page {_span(page, page + level.pages)} is not inside one slot of as_id 0: "
+                          f"a host page backs slot memory")
+        for other in ranges:
+            if start < other[1] and other[0] < end:
+                item.fail(f"host_huge range {_span(start, end)} overlaps {_span(other[0], other[1])}")
+        ranges.append((start, end, level))
+    return tuple(sorted(ranges))
+
+
+def _initial(node: Node, vm: Vm, profiles: frozenset[Profile], slots: Sequence[Slot]
+             ) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int, Level], ...], frozenset[Mapping]]:
     if node.missing:
-        return (), frozenset()
+        return (), (), frozenset()
     check_keys(node, INITIAL_KEYS)
-    private = _private_ranges(node)
-    return private, _mappings(node, "mappings", vm, profiles, slots) or frozenset()
+    private, host_huge = _private_ranges(node), _host_huge(node, slots)
+    return private, host_huge, _mappings(node, "mappings", vm, profiles, slots) or frozenset()
 
 
 # ---------------------------------------------------------------- operations
@@ -672,6 +787,7 @@ OP_PARAMS: dict[str, tuple[Param, ...]] = {
     ),
     "memslot_delete": (_SLOT,),
     "memslot_move": (_SLOT, Param("new_base_gfn", lambda n: get_int(n, hi=GFN_LIMIT - 1))),
+    "memslot_set_flags": (_SLOT, Param("flags", memslot_flags)),
     "disable_quirk": (Param("quirk", lambda n: get_enum(n, None, Quirk)),),
     "memory_type_change": (_START, _END),
     "mm_release": (),
@@ -766,7 +882,14 @@ def check_step(node: Node, op: Operation, expect: Observables, vm: Vm, profiles:
         return {k: v for k, v in slots.items() if k != op.slot}
     elif isinstance(op, MemslotMove) and not expect.errno:
         return {**slots, op.slot: replace(slot, base_gfn=op.new_base_gfn)}  # later steps see the new range
+    elif isinstance(op, MemslotSetFlags) and not expect.errno and flags_only(slot, op.flags):
+        return {**slots, op.slot: replace(slot, log_dirty=bool(op.flags & MEM_LOG_DIRTY_PAGES))}
     return slots
+
+
+def flags_only(slot: Slot, flags: int) -> bool:
+    """A request that can only toggle dirty logging: every other bit as the slot has it."""
+    return flags & ~MEM_LOG_DIRTY_PAGES == slot.flag_bits & ~MEM_LOG_DIRTY_PAGES
 
 
 def _expect(node: Node, op: Operation, vm: Vm, profiles: frozenset[Profile]) -> Observables:
@@ -809,7 +932,8 @@ def _steps(node: Node, vm: Vm, profiles: frozenset[Profile], slots: Sequence[Slo
 def make_vector(file: FileCtx, local_id: str, description: str, profiles: frozenset[Profile],
                 flags: tuple[Flag, ...], requires: frozenset[str], state: State, steps: tuple[Step, ...],
                 line: int) -> Vector:
-    derived = capabilities.derive(state.vm, state.slots, state.mappings, (s.op for s in steps), state.private_ranges)
+    derived = capabilities.derive(state.vm, state.slots, state.mappings, (s.op for s in steps), state.private_ranges,
+                                  state.host_huge)
     return Vector(
         id=f"{file.stem}::{local_id}", description=description, profiles=profiles, requires=requires | derived,
         flags=flags, state=state, steps=steps, path=file.path, line=line,
@@ -820,16 +944,16 @@ def _vector(node: Node, file: FileCtx) -> Vector:
     check_keys(node, VECTOR_KEYS, VECTOR_REQUIRED)
     local_id, description = get_id(node), get_text(node, "description")
     profiles = get_profiles(node)
-    flags, requires = get_flag_refs(node, "flags", file.flags), get_requires(node)
+    flags, requires = get_flag_refs(node, "flags", file.flags), get_requires(node, profiles)
     vm = _vm(node.at("vm"), profiles)
     slot_nodes = get_list(node, "slot", [])
     slots = tuple(_slot(n, vm) for n in slot_nodes)
     check_slot_set(slot_nodes, slots)
     for slot_node, slot in zip(slot_nodes, slots):
         check_slot_profiles(slot_node, slot, vm, profiles)
-    private, mappings = _initial(node.at("initial"), vm, profiles, slots)
+    private, host_huge, mappings = _initial(node.at("initial"), vm, profiles, slots)
     steps = _steps(node, vm, profiles, slots)
-    state = State(vm, slots, private, mappings)
+    state = State(vm, slots, private, mappings, host_huge)
     vector = make_vector(file, local_id, description, profiles, flags, requires, state, steps, node.line)
     return replace(vector, pins=get_pins(node)) if "pins" in node.value else vector
 

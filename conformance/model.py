@@ -120,6 +120,11 @@ V10_ATTR_PRIVATE = 2
 V10_ATTR_NAMES = {"SHARED": V10_ATTR_SHARED, "PRIVATE": V10_ATTR_PRIVATE}
 # mainline KVM_MEMORY_ATTRIBUTE_PRIVATE; every other bit is unsupported.
 MEMORY_ATTRIBUTE_PRIVATE = 1 << 3
+# KVM_MEM_* memslot flag bits (include/uapi/linux/kvm.h); KVM_MEM_PRIVATE (UPM v9) is bit 2 too.
+MEM_LOG_DIRTY_PAGES = 1 << 0
+MEM_READONLY = 1 << 1
+MEM_GUEST_MEMFD = 1 << 2
+MEMSLOT_FLAG_BITS = {"LOG_DIRTY_PAGES": MEM_LOG_DIRTY_PAGES, "READONLY": MEM_READONLY, "GUEST_MEMFD": MEM_GUEST_MEMFD}
 ERRNO_NAMES = {"OK": 0, "EINVAL": 22, "EEXIST": 17, "ENOMEM": 12, "EFAULT": 14}
 ERRNO_LABELS = {number: name for name, number in ERRNO_NAMES.items()}
 
@@ -180,6 +185,12 @@ class Slot:
     def end_gfn(self) -> int:
         return self.base_gfn + self.npages
 
+    @property
+    def flag_bits(self) -> int:
+        """The slot's KVM_MEM_* flags as userspace passes them."""
+        return ((MEM_LOG_DIRTY_PAGES if self.log_dirty else 0) | (MEM_READONLY if self.readonly else 0)
+                | (MEM_GUEST_MEMFD if self.private else 0))
+
 
 @dataclass(frozen=True, order=True)
 class Mapping:
@@ -209,6 +220,11 @@ class State:
     slots: tuple[Slot, ...]
     private_ranges: tuple[tuple[int, int], ...]  # GFN ranges whose attribute is private
     mappings: frozenset[Mapping]
+    # as_id-0 memslot GFN ranges backed by huge host pages of the given size
+    # (2M: THP, 1G: hugetlbfs), as the vector states them; an initial 2M or
+    # 1G leaf implies a host page of its own size under it besides these
+    # (docs/spec.md §1.5).
+    host_huge: tuple[tuple[int, int, Level], ...] = ()
 
 
 # ---------------------------------------------------------------- operations
@@ -297,6 +313,15 @@ class MemslotMove:
 
 
 @dataclass(frozen=True)
+class MemslotSetFlags:
+    """KVM_SET_USER_MEMORY_REGION(2) with the slot's own base and size and
+    these KVM_MEM_* flags: a flags-only change (KVM_MR_FLAGS_ONLY)."""
+
+    slot: int
+    flags: int
+
+
+@dataclass(frozen=True)
 class DisableQuirk:
     quirk: Quirk
 
@@ -321,7 +346,7 @@ class VmDestroy:
 
 CallOp = Union[UnmapGfnRange, ZapGfnRange, ZapMemslot, ZapAllFast, ZapAll]
 EventOp = Union[
-    MmuNotifierInvalidate, GmemPunchHole, SetMemoryAttributes, MemslotDelete, MemslotMove,
+    MmuNotifierInvalidate, GmemPunchHole, SetMemoryAttributes, MemslotDelete, MemslotMove, MemslotSetFlags,
     DisableQuirk, MemoryTypeChange, MmRelease, VmDestroy,
 ]
 Operation = Union[CallOp, EventOp]
@@ -338,6 +363,7 @@ OPERATIONS: dict[str, type] = {
     "set_memory_attributes": SetMemoryAttributes,
     "memslot_delete": MemslotDelete,
     "memslot_move": MemslotMove,
+    "memslot_set_flags": MemslotSetFlags,
     "disable_quirk": DisableQuirk,
     "memory_type_change": MemoryTypeChange,
     "mm_release": MmRelease,
@@ -345,7 +371,7 @@ OPERATIONS: dict[str, type] = {
 }
 OP_NAMES = {cls: name for name, cls in OPERATIONS.items()}
 CALL_OPS = frozenset({UnmapGfnRange, ZapGfnRange, ZapMemslot, ZapAllFast, ZapAll})
-MAINLINE_ONLY_OPS = frozenset({DisableQuirk})
+MAINLINE_ONLY_OPS = frozenset({DisableQuirk, MemslotSetFlags})
 
 
 def op_name(op: Operation) -> str:

@@ -47,8 +47,9 @@ def test_a_partial_line_is_not_parsed():
 def test_since_tags_follow_the_backend_kernel_version():
     base = dict(name="k", version="1", profiles=frozenset({Profile.MAINLINE}), layers=frozenset({Layer.EVENT}),
                 vm_types=frozenset(), observables=frozenset({Observable.MAPPINGS}))
-    live = BackendInfo(**base, linux=(6, 12))
+    live = BackendInfo(**base, capabilities=frozenset({"linux:6.12"}))
     assert live.unmet(frozenset({"since:6.12", "since:5.4"})) == []
     assert live.unmet(frozenset({"since:6.13"})) == [
-        "since:6.13: the outcome is that of Linux >= 6.13; backend k runs Linux 6.12"]
-    assert BackendInfo(**base).unmet(frozenset({"since:6.18"})) == []  # a model of its profile's own kernel
+        "since:6.13: the outcome is that of Linux >= 6.13; backend k behaves as Linux 6.12"]
+    assert BackendInfo(**base).unmet(frozenset({"since:6.18"})) == [
+        "since:6.18: not provided by backend k"]  # declaring no release meets no since: tag

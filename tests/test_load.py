@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from conformance import capabilities
 from conformance.lines import LineIndex, render
 from conformance.load import LoadError, SuiteFile, load_file, load_flags
 from conformance.model import (
-    MEMORY_ATTRIBUTE_PRIVATE, Decision, Kind, Level, Mapping, MemslotDelete, MmuNotifierInvalidate, Profile, Root,
+    MEM_LOG_DIRTY_PAGES, MEMORY_ATTRIBUTE_PRIVATE, Decision, Kind, Level, Mapping, MemslotDelete, MemslotSetFlags,
+    MmuNotifierInvalidate, Profile, Root,
     SetMemoryAttributes, Slot, UnmapGfnRange, Vm, VmType,
 )
 
@@ -78,6 +80,21 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "table_two_profiles.toml": (8, "table[0].profiles", "a table lists exactly one profile"),
     "table_op_not_in_space.toml": (10, "table[0].op", "unknown tdx-v10 table op 'set_memory_attributes'"),
     "table_bad_scope.toml": (13, "table[0].rows[0].scope", "column scope: unknown scope 'everything'"),
+    "count_zero.toml": (16, "vector[0].initial.mappings[0].count", "0 is below the minimum 1"),
+    "count_beyond_gfn_space.toml": (11, "vector[0].step[0].expect.mappings[0].count",
+                                    "0x201 4K leaves from 0xfffffffe00 extend beyond the 40-bit GFN space"),
+    "count_outside_slot.toml": (16, "vector[0].initial.mappings[0].gfn",
+                                "as0 direct gfn=0x500 4K shared covers memslot gfns [0x500, 0x501), not inside one slot"),
+    "count_crosses_alias.toml": (11, "vector[0].step[0].expect.mappings[0].count",
+                                 "the run's last leaf (as0 mirror gfn=0x800000000 4K private): mirror gfn"),
+    "host_huge_misaligned.toml": (15, "vector[0].initial.host_huge[1]", "not aligned to its 2M host pages (0x200 GFNs)"),
+    "host_huge_outside_slot.toml": (15, "vector[0].initial.host_huge[1]", "host page [0, 0x200) is not inside one slot"),
+    "host_huge_bad_size.toml": (15, "vector[0].initial.host_huge[0][2]", "unknown host page size '4K'; allowed: 2M, 1G"),
+    "since_not_mainline.toml": (10, "vector[0].requires[0]", "'since:6.13' names a mainline kernel release"),
+    "since_too_new.toml": (10, "vector[0].requires[1]", "'since:6.19' is newer than the mainline profile's Linux 6.18"),
+    "linux_in_requires.toml": (10, "vector[0].requires[0]", "'linux:6.18' is what a backend declares"),
+    "set_flags_unknown_name.toml": (16, "vector[0].step[0].flags[1]", "unknown memslot flag 'DIRTY'"),
+    "set_flags_v10.toml": (14, "vector[0].step[0].op", "memslot_set_flags is mainline-only"),
     "badregistry/uses_bad_registry.toml": (8, "flags.broken.bug_class", "unknown bug_class 'crash'; allowed: basic"),
 }
 
@@ -297,3 +314,55 @@ mappings = [
 def test_render():
     assert render(("vector", 2, "step", 0, "expect", "mappings", 3, "level")) == \
         "vector[2].step[0].expect.mappings[3].level"
+
+
+# ---------------------------------------------------------------- runs, host pages, flags-only changes, releases
+
+FLAGS_SUITE = """\
+[suite]
+format = 1
+description = "runs and host pages"
+
+[[vector]]
+id = "v"
+description = "d"
+profiles = ["mainline"]
+flags = ["basic"]
+vm = { type = "DEFAULT", tdp_mmu = true }
+slot = [{ id = 1, base_gfn = 0x40000, npages = 0x40000 }]
+
+[vector.initial]
+host_huge = [[0x40400, 0x40800], [0x40000, 0x40200]]
+mappings = [{ root = "direct", gfn = 0x40400, level = "4K", count = 3 }, { root = "direct", gfn = 0x40200, level = "2M" }]
+
+[[vector.step]]
+op = "memslot_set_flags"
+slot = 1
+flags = ["LOG_DIRTY_PAGES"]
+
+[[vector.step]]
+op = "memslot_set_flags"
+slot = 1
+flags = 0x9
+"""
+
+
+def test_runs_host_pages_and_flags_only_changes(tmp_path):
+    _write(tmp_path / "flags.toml", (ROOT / "suites" / "flags.toml").read_text())
+    (vector,) = load_file(_write(tmp_path / "s.toml", FLAGS_SUITE)).vectors
+    leaves = {(m.gfn, m.level) for m in vector.state.mappings}
+    assert leaves == {(0x40400, Level.L4K), (0x40401, Level.L4K), (0x40402, Level.L4K), (0x40200, Level.L2M)}
+    assert vector.state.host_huge == ((0x40000, 0x40200, Level.L2M), (0x40400, 0x40800, Level.L2M))
+    assert [s.op for s in vector.steps] == [MemslotSetFlags(1, MEM_LOG_DIRTY_PAGES), MemslotSetFlags(1, 0x9)]
+    assert {"memslot:set_flags", "dirty_logging", "host_huge", "huge:2M"} <= vector.requires
+    assert "huge:1G" not in vector.requires
+
+
+def test_release_tags():
+    everything = capabilities.everything()
+    assert capabilities.met("since:6.13", everything) and capabilities.met("since:6.18", everything)
+    assert not capabilities.met("since:6.13", frozenset({"linux:6.12"}))
+    assert capabilities.met("since:6.13", frozenset({"linux:6.13"})) and capabilities.met("smm", frozenset({"smm"}))
+    assert capabilities.linux_tag("6.18.44-fc-v857") == "linux:6.18" and capabilities.linux_tag("x") is None
+    assert capabilities.known("since:6.13") and not capabilities.known("since:06.1")
+    assert not capabilities.known("before:6.13")

@@ -51,3 +51,17 @@ def test_a_stale_edit_fails_loudly():
         load_variant("stale", (Edit("mmu", "no such text", ""),))
     with pytest.raises(StaleMutant, match="no module nosuch"):
         load_variant("nomodule", (Edit("nosuch", "x", "y"),))
+
+
+def test_the_matrix_leaves_out_vectors_over_the_leaf_budget(capsys):
+    from conformance import killmatrix
+
+    flags = ROOT / "suites" / "event" / "memslot-flags.toml"
+    vectors = load_file(flags).vectors
+    big = [v for v in vectors if killmatrix.leaf_count(v) > killmatrix.DEFAULT_MAX_LEAVES]
+    assert [v.id for v in big] == ["memslot-flags::enable-then-disable-1g"]  # a split 1G page: 262144 leaves
+    kept, left_out = killmatrix.within_budget(vectors, killmatrix.DEFAULT_MAX_LEAVES)
+    assert left_out == big and len(kept) == len(vectors) - 1
+    assert killmatrix.within_budget(vectors, 0) == (list(vectors), [])
+    assert main(["kill-matrix", "--mutant", "mutant:range-end-inclusive", str(flags)]) == 0
+    assert "left out 1 vector(s) with more than 65536 leaves" in capsys.readouterr().out

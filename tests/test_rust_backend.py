@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from conformance.model import (
-    MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, AttrFilter, DisableQuirk, GmemFlag,
-    GmemPunchHole, Kind, Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove, MmRelease,
+    MEM_GUEST_MEMFD, MEM_LOG_DIRTY_PAGES, MEM_READONLY, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, PROTECTED_STATE_VMS,
+    V10_ATTR_PRIVATE, V10_ATTR_SHARED, AttrFilter, DisableQuirk, GmemFlag, GmemPunchHole, Kind, Level, Mapping,
+    MemoryTypeChange, MemslotDelete, MemslotMove, MemslotSetFlags, MmRelease,
     MmuNotifierInvalidate, Observables, Operation, Profile, Quirk, RangeFlag, Root, SetMemoryAttributes, Slot,
     State, Step, UnmapGfnRange, Vector, Vm, VmDestroy, VmType, VM_TYPES, ZapAll, ZapAllFast, ZapGfnRange,
     ZapMemslot,
@@ -153,7 +154,10 @@ class Generator:
                     flags.add(GmemFlag.MMAP)
                 if private and not vm.private_mem and r.random() < 0.5:
                     flags.add(GmemFlag.INIT_SHARED)
-                slots.append(Slot(len(slots) + 1, base, npages, as_id, private, gmem_flags=frozenset(flags)))
+                log_dirty = not private and r.random() < 0.3
+                readonly = not private and vm.type not in PROTECTED_STATE_VMS and r.random() < 0.15
+                slots.append(Slot(len(slots) + 1, base, npages, as_id, private, log_dirty, readonly,
+                                  gmem_flags=frozenset(flags)))
                 base += npages + r.choice((0, 0x200, 0x1000))
         return slots
 
@@ -188,6 +192,17 @@ class Generator:
             out.add(Mapping(slot.as_id, root, gfn | alias, level, kind, invalid))
         return frozenset(out)
 
+    def host_huge(self, slots: list[Slot]) -> tuple[tuple[int, int, Level], ...]:
+        """Some 2M host pages in the first blocks of as_id-0 slots, a 1G one where a slot holds it."""
+        r, pages = self.rng, []
+        for slot in (s for s in slots if s.as_id == 0):
+            for level in (Level.L1G, Level.L2M):
+                first = -(-slot.base_gfn // level.pages) * level.pages
+                for page in range(first, min(first + 4 * level.pages, slot.end_gfn - level.pages + 1), level.pages):
+                    if r.random() < 0.4 and not any(lo < page + level.pages and page < hi for lo, hi, _ in pages):
+                        pages.append((page, page + level.pages, level))
+        return tuple(sorted(pages))
+
     def span(self, slot: Slot) -> tuple[int, int]:
         r = self.rng
         # Mappings sit in the first 64 leaves of a slot; so do most ranges.
@@ -201,6 +216,8 @@ class Generator:
         if any(s.private for s in slots.values()):
             choices += ["punch"] * 2
         choices += [] if v10 else ["quirk"]
+        small = sorted((s for s in slots.values() if s.npages < 0x40000), key=lambda s: s.id)  # no 1G split
+        choices += ["flags"] * 3 if small and not v10 else []
         kind = r.choice(choices)
         slot = r.choice(sorted(slots.values(), key=lambda s: s.id)) if slots else None
         lo, hi = r.choice(((0, 0x1000), (0x3ff, 0x401), (0, 1 << 40), (0x40000, 0xc0000)))
@@ -214,6 +231,11 @@ class Generator:
                 attr = V10_ATTR_SHARED
             filters = frozenset(f for f in AttrFilter if not v10 and r.random() < 0.6)
             return UnmapGfnRange(slot.id, start, end, r.random() < 0.2, flags, attr, filters)
+        if kind == "flags":
+            slot = r.choice(small)
+            bits = slot.flag_bits ^ MEM_LOG_DIRTY_PAGES if r.random() < 0.7 else r.choice(
+                (slot.flag_bits, MEM_READONLY, MEM_GUEST_MEMFD | MEM_LOG_DIRTY_PAGES, 0, 8))
+            return MemslotSetFlags(slot.id, bits)
         if kind == "punch":
             slot = r.choice(sorted((s for s in slots.values() if s.private), key=lambda s: s.id))
             return GmemPunchHole(slot.id, *self.span(slot))
@@ -248,7 +270,7 @@ class Generator:
                 live.pop(op.slot)  # a moved slot's later ranges would need its new base
             steps.append(Step(op, Observables()))
         private = tuple(self.span(self.rng.choice(slots)) for _ in range(self.rng.randint(0, 3)))
-        state = State(vm, tuple(slots), private, self.mappings(vm, slots))
+        state = State(vm, tuple(slots), private, self.mappings(vm, slots), self.host_huge(slots))
         return Vector(f"random::{index}", "random", frozenset({self.profile}), frozenset(), (), state, tuple(steps))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from conformance import capabilities
 from conformance.contract import BackendInfo
 from conformance.hookspecs import hookimpl
 from conformance.model import GmemFlag, Layer, Observable, Observables, Observation, Profile, Root, Vector, VmType
@@ -78,7 +79,8 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
     for flag, bit in gflags.items():
         have[f"gmem:{flag.value}"] = (gmem_ok and bool(gmem_flags & bit),
                                       f"GUEST_MEMFD_FLAG_{flag.value} not in KVM_CAP_GUEST_MEMFD_FLAGS={gmem_flags:#x}")
-    caps = frozenset(tag for tag, (ok, _) in have.items() if ok)
+    release = capabilities.linux_tag(p.release)  # meets the since: tags up to the running kernel
+    caps = frozenset(tag for tag, (ok, _) in have.items() if ok) | ({release} if release else set())
     why = {tag: reason for tag, (ok, reason) in have.items() if not ok}
     for t in VmType:
         if t.value not in p.vm_type_names:
@@ -148,7 +150,7 @@ class KernelBackend:
             layers=frozenset({Layer.EVENT}),
             vm_types=frozenset(VmType(n) for n in self.probe.vm_type_names) & LAUNCHABLE,
             observables=OBSERVABLES, capabilities=caps, explanations=why, details=details,
-            linux=self.probe.version, where=where(self.probe))
+            where=where(self.probe))
 
     @staticmethod
     def unavailable(reason: str) -> BackendInfo:

@@ -25,19 +25,18 @@ def zap_handlers(zap_gfn_range: Callable[[Mmu, int, int], Decision],
     }
 
 
-def move_errno(mmu: Mmu, slot: Slot, new_base: int) -> int:
-    """Both profiles refuse the same moves: a private-capable slot is
-    immutable and a TDX slot may not reach the shared bit (-EINVAL); the
-    destination may not overlap another slot (-EEXIST)."""
-    crosses_alias = mmu.vm.mirror and new_base + slot.npages > mmu.vm.shared_bit
-    if slot.private or crosses_alias:
-        return EINVAL
-    return EEXIST if mmu.slot_overlaps_other(slot, new_base) else 0
+def crosses_alias(mmu: Mmu, slot: Slot, new_base: int) -> bool:
+    """A TDX slot at `new_base` would reach the shared bit (kvm_is_gfn_alias)."""
+    return mmu.vm.mirror and new_base + slot.npages > mmu.vm.shared_bit
 
 
-def memslot_handlers(flush_memslot: Callable[[Mmu, Slot], object]) -> dict[type, Handler]:
-    """Delete and move differ between profiles only in how the old slot's
-    mappings are flushed (the profile's `flush_memslot` policy)."""
+def memslot_handlers(flush_memslot: Callable[[Mmu, Slot], object],
+                     alias_after_zap: bool = False) -> dict[type, Handler]:
+    """Delete and move differ between profiles in how the old slot's
+    mappings are flushed (the profile's `flush_memslot` policy) and in when
+    a move that would reach the TDX shared bit is refused: mainline refuses
+    it in kvm_arch_prepare_memory_region, after kvm_invalidate_memslot has
+    flushed the old slot (`alias_after_zap`)."""
 
     def delete(mmu: Mmu, op: MemslotDelete) -> Outcome:
         flush_memslot(mmu, mmu.slots[op.slot])
@@ -45,11 +44,23 @@ def memslot_handlers(flush_memslot: Callable[[Mmu, Slot], object]) -> dict[type,
         return Outcome()
 
     def move(mmu: Mmu, op: MemslotMove) -> Outcome:
-        slot = mmu.slots[op.slot]
-        errno = move_errno(mmu, slot, op.new_base_gfn)
-        if not errno:
-            flush_memslot(mmu, slot)
-            mmu.move_slot(slot, op.new_base_gfn)
-        return Outcome(errno=errno)
+        """kvm_set_memory_region, in its order: a private-capable slot is
+        immutable, even at its own base (-EINVAL); the same base is no
+        change at all (0, no KVM_MR_MOVE); a destination over another slot
+        is -EEXIST; then the old slot is flushed and the slot moves."""
+        slot, new_base = mmu.slots[op.slot], op.new_base_gfn
+        if slot.private:
+            return Outcome(errno=EINVAL)
+        if new_base == slot.base_gfn:
+            return Outcome()
+        if crosses_alias(mmu, slot, new_base) and not alias_after_zap:
+            return Outcome(errno=EINVAL)
+        if mmu.slot_overlaps_other(slot, new_base):
+            return Outcome(errno=EEXIST)
+        flush_memslot(mmu, slot)
+        if crosses_alias(mmu, slot, new_base):
+            return Outcome(errno=EINVAL)  # refused after the flush; the slot stays where it was
+        mmu.move_slot(slot, new_base)
+        return Outcome()
 
     return {MemslotDelete: delete, MemslotMove: move}

@@ -5,13 +5,14 @@ attribute filter and the TDP MMU turns it into root types.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import replace
 from errno import EINVAL
 
 from conformance.model import (
-    MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, AttrFilter, Decision, DisableQuirk, GmemFlag, GmemPunchHole,
-    MemoryTypeChange, MmRelease, MmuNotifierInvalidate, Root,
-    SetMemoryAttributes, Slot, UnmapGfnRange, VmDestroy, VmType, WarnSite,
+    MEM_GUEST_MEMFD, MEM_LOG_DIRTY_PAGES, MEM_READONLY, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, PROTECTED_STATE_VMS,
+    AttrFilter, Decision, DisableQuirk, GmemFlag, GmemPunchHole, Level, Mapping, MemoryTypeChange, MemslotSetFlags,
+    MmRelease, MmuNotifierInvalidate, Root, SetMemoryAttributes, Slot, UnmapGfnRange, VmDestroy, VmType, WarnSite,
 )
 
 from .calls import memslot_handlers, zap_handlers
@@ -189,6 +190,141 @@ def flush_shadow_memslot(mmu: Mmu, slot: Slot) -> None:
         zap_memslot(mmu, slot)
 
 
+# ---------------------------------------------------------------- flags-only memslot changes (§5.7)
+
+def memslot_flags_errno(mmu: Mmu, slot: Slot, flags: int) -> int:
+    """check_memory_region_flags, then kvm_set_memory_region's checks of an
+    existing slot; every refusal is -EINVAL and zaps nothing. Valid bits are
+    LOG_DIRTY_PAGES, GUEST_MEMFD, and READONLY unless the VM has protected
+    state; GUEST_MEMFD excludes LOG_DIRTY_PAGES and READONLY. A request
+    carrying GUEST_MEMFD is refused outright (guest_memfd slots are
+    immutable), and READONLY or GUEST_MEMFD may not change."""
+    valid = MEM_LOG_DIRTY_PAGES | MEM_GUEST_MEMFD
+    if flags & MEM_GUEST_MEMFD:
+        valid &= ~MEM_LOG_DIRTY_PAGES
+    elif mmu.vm.type not in PROTECTED_STATE_VMS:
+        valid |= MEM_READONLY
+    refused = (flags & ~valid or flags & MEM_GUEST_MEMFD
+               or (flags ^ slot.flag_bits) & (MEM_READONLY | MEM_GUEST_MEMFD))
+    return EINVAL if refused else 0
+
+
+def max_mapping_level(mmu: Mmu, slot: Slot, gfn: int) -> Level:
+    """kvm_mmu_max_mapping_level for a memslot GFN: the largest level whose
+    block lies inside the slot (lpage_info: slot edges; the host address is
+    taken to be congruent to the GFN) and, in a VM with private memory, has
+    only shared GFNs (mixed or private attributes disallow it); capped by
+    the host page backing the GFN."""
+    for level in (Level.L1G, Level.L2M):
+        block = gfn - gfn % level.pages
+        inside = slot.base_gfn <= block and block + level.pages <= slot.end_gfn
+        if inside and (not mmu.vm.private_mem or mmu.range_is_shared(block, block + level.pages)):
+            return min(level, mmu.host_level(slot.as_id, gfn))
+    return Level.L4K
+
+
+def try_split_huge_pages(mmu: Mmu, slot: Slot) -> None:
+    """kvm_mmu_slot_try_split_huge_pages (eager_page_split=Y): only with the
+    TDP MMU; every huge leaf of the slot in the valid roots of its address
+    space, and the nested shadow MMU's huge leaves, become 4K leaves. The
+    shadow ones now sit in direct shadow pages."""
+    if not mmu.vm.tdp_mmu:
+        return
+    if mmu.vm.rmaps:
+        mmu.direct_shadow |= mmu.split_to_4k(RootKey(slot.as_id, Root.SHADOW, False), slot.base_gfn, slot.end_gfn)
+    for key in list(mmu.tdp_roots(slot.as_id, (Root.DIRECT, Root.MIRROR), invalid=False)):
+        mmu.split_to_4k(key, slot.base_gfn, slot.end_gfn)
+
+
+def enable_dirty_logging(mmu: Mmu, slot: Slot) -> None:
+    """kvm_mmu_slot_apply_flags, dirty logging turned on: eager split, then
+    write protection (no leaf goes), then an unconditional
+    kvm_flush_remote_tlbs_memslot."""
+    try_split_huge_pages(mmu, slot)
+    mmu.flush_remote_tlbs()
+
+
+def rmap_zap_collapsible_sptes(mmu: Mmu, slot: Slot) -> bool:
+    """kvm_rmap_zap_collapsible_sptes: a shadow leaf of the slot goes when
+    its shadow page is direct and a larger mapping of the page's GFN is
+    allowed (sp->role.level < kvm_mmu_max_mapping_level(sp->gfn))."""
+    if not mmu.vm.rmaps:
+        return False
+    key = RootKey(slot.as_id, Root.SHADOW, False)
+    present = mmu.leaves.get(key, set())
+    doomed = set()
+    for m in present & mmu.direct_shadow:
+        page = Level(m.level + 1)
+        table_gfn = m.gfn - m.gfn % page.pages
+        if slot.base_gfn <= table_gfn < slot.end_gfn and max_mapping_level(mmu, slot, table_gfn) >= page:
+            doomed.add(m)
+    present -= doomed
+    return bool(doomed)
+
+
+def tdp_recover_huge_pages(mmu: Mmu, key: RootKey, slot: Slot) -> bool:
+    """recover_huge_pages_range (since 6.13): top down, a 1G then a 2M block
+    whose start lies in the slot, that holds smaller leaves and may be
+    mapped at its level, gets one huge leaf in place of them, built from its
+    lowest leaf (tdp_mmu_make_huge_spte). Returns whether any was made."""
+    below_1g: dict[int, list[Mapping]] = defaultdict(list)
+    for m in mmu.leaves_in(key, slot.base_gfn, slot.end_gfn):
+        if m.level < Level.L1G:
+            below_1g[m.gfn - m.gfn % Level.L1G.pages].append(m)
+    recovered = False
+    for block, inside in sorted(below_1g.items()):
+        if recoverable(mmu, key, slot, block, Level.L1G):
+            mmu.collapse(key, inside, block, Level.L1G)
+            recovered = True
+            continue
+        small: dict[int, list[Mapping]] = defaultdict(list)
+        for m in inside:
+            if m.level is Level.L4K:
+                small[m.gfn - m.gfn % Level.L2M.pages].append(m)
+        for sub, leaves in sorted(small.items()):
+            if recoverable(mmu, key, slot, sub, Level.L2M):
+                mmu.collapse(key, leaves, sub, Level.L2M)
+                recovered = True
+    return recovered
+
+
+def recoverable(mmu: Mmu, key: RootKey, slot: Slot, block: int, level: Level) -> bool:
+    """The block's start (a tree index) lies in the slot and
+    kvm_mmu_max_mapping_level allows its level there."""
+    gfn = block & ~mmu.vm.shared_bit if key.root is Root.DIRECT else block
+    return slot.base_gfn <= gfn < slot.end_gfn and max_mapping_level(mmu, slot, gfn) >= level
+
+
+def recover_huge_pages(mmu: Mmu, slot: Slot) -> None:
+    """kvm_mmu_recover_huge_pages: the shadow MMU's collapsible leaves are
+    zapped, the TDP MMU's valid roots of the slot's address space recover
+    huge leaves in place; each part flushes the slot if it changed anything."""
+    if rmap_zap_collapsible_sptes(mmu, slot):
+        mmu.flush_remote_tlbs()
+    for key in list(mmu.tdp_roots(slot.as_id, (Root.DIRECT, Root.MIRROR), invalid=False)):
+        if tdp_recover_huge_pages(mmu, key, slot):
+            mmu.flush_remote_tlbs()
+
+
+def on_memslot_set_flags(mmu: Mmu, op: MemslotSetFlags) -> Outcome:
+    """kvm_set_memory_region with the slot's own base and size: refusals
+    first, then no change at all for the same flags, else KVM_MR_FLAGS_ONLY
+    and kvm_mmu_slot_apply_flags, which does nothing for a READONLY slot and
+    otherwise turns dirty logging on or off."""
+    slot = mmu.slots[op.slot]
+    errno = memslot_flags_errno(mmu, slot, op.flags)
+    if errno or op.flags == slot.flag_bits:
+        return Outcome(errno=errno)
+    slot = mmu.slots[slot.id] = replace(slot, log_dirty=bool(op.flags & MEM_LOG_DIRTY_PAGES))
+    if slot.readonly:
+        return Outcome()
+    if slot.log_dirty:
+        enable_dirty_logging(mmu, slot)
+    else:
+        recover_huge_pages(mmu, slot)
+    return Outcome()
+
+
 def on_disable_quirk(mmu: Mmu, op: DisableQuirk) -> Outcome:
     """KVM_CAP_DISABLE_QUIRKS2: changes policy, zaps nothing."""
     mmu.vm = replace(mmu.vm, slot_zap_all=False)
@@ -218,7 +354,8 @@ HANDLERS = {
     MmuNotifierInvalidate: on_mmu_notifier_invalidate,
     GmemPunchHole: on_gmem_punch_hole,
     SetMemoryAttributes: on_set_memory_attributes,
-    **memslot_handlers(flush_shadow_memslot),
+    **memslot_handlers(flush_shadow_memslot, alias_after_zap=True),
+    MemslotSetFlags: on_memslot_set_flags,
     DisableQuirk: on_disable_quirk,
     MemoryTypeChange: on_memory_type_change,
     MmRelease: on_mm_release,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, NamedTuple, Optional
 
-from conformance.model import Decision, Mapping, Root, Slot, State, WarnSite
+from conformance.model import Decision, Level, Mapping, Root, Slot, State, WarnSite
 
 
 class RootKey(NamedTuple):
@@ -39,6 +39,15 @@ class Mmu:
         # existed; leaf zaps leave them, only a zap of every shadow page
         # removes them (spec §5.6).
         self.shadow_tables = any(m.root is Root.SHADOW for m in state.mappings)
+        # Host pages (spec §1.5): the vector's 2M ranges in as_id 0, and a
+        # page of its own size under every initial huge leaf. Fixed: zaps
+        # change SPTEs, not the host's memory.
+        self.host_pages = {(0, gfn, level) for lo, hi, level in state.host_huge for gfn in range(lo, hi, level.pages)}
+        self.host_pages |= {(m.as_id, self.memslot_gfn(m), m.level) for m in state.mappings if m.level > Level.L4K}
+        # Shadow leaves in direct shadow pages: those an eager split made
+        # (shadow_mmu_split_huge_page); initial shadow leaves map guest pages
+        # of their own size (spec §5.7).
+        self.direct_shadow: set[Mapping] = set()
 
     # -- observation
     def mappings(self) -> frozenset[Mapping]:
@@ -114,6 +123,43 @@ class Mmu:
         had_leaves = any([self.zap_root(k) for k in keys])
         had_tables, self.shadow_tables = self.shadow_tables or had_leaves, False
         return had_tables
+
+    # -- huge pages
+    def memslot_gfn(self, m: Mapping) -> int:
+        """A leaf's memslot GFN: a TDX direct-root index carries the shared bit."""
+        return m.gfn & ~self.vm.shared_bit if m.root is Root.DIRECT else m.gfn
+
+    def host_level(self, as_id: int, gfn: int) -> Level:
+        """host_pfn_mapping_level: the size of the host page backing a GFN."""
+        for level in (Level.L1G, Level.L2M):
+            if (as_id, gfn - gfn % level.pages, level) in self.host_pages:
+                return level
+        return Level.L4K
+
+    def split_to_4k(self, key: RootKey, start: int, end: int) -> set[Mapping]:
+        """Replace every huge leaf of a root within [start, end) memslot GFNs
+        by 4K leaves of its kind; returns the new leaves."""
+        lo, hi = self.tree_range(key.root, start, end)
+        leaves = self.leaves.get(key, set())
+        huge = {m for m in leaves if m.level > Level.L4K and lo <= m.gfn and m.end <= hi}
+        small = {Mapping(m.as_id, m.root, gfn, Level.L4K, m.kind, m.invalid)
+                 for m in huge for gfn in range(m.gfn, m.end)}
+        leaves -= huge
+        leaves |= small
+        return small
+
+    def leaves_in(self, key: RootKey, start: int, end: int) -> list[Mapping]:
+        """The leaves of a root that start inside [start, end) memslot GFNs."""
+        lo, hi = self.tree_range(key.root, start, end)
+        return [m for m in self.leaves.get(key, ()) if lo <= m.gfn < hi]
+
+    def collapse(self, key: RootKey, inside: list[Mapping], gfn: int, level: Level) -> None:
+        """Replace these leaves of a root (all inside the `level` block at
+        tree index `gfn`) by one leaf of that level, of the kind of the lowest."""
+        leaves = self.leaves[key]
+        leaves -= set(inside)
+        lowest = min(inside, key=lambda m: m.gfn)
+        leaves.add(Mapping(lowest.as_id, lowest.root, gfn, level, lowest.kind, lowest.invalid))
 
     # -- slots and attributes
     def slots_overlapping(self, start: int, end: int, as_id: Optional[int] = None) -> list[Slot]:

@@ -23,18 +23,19 @@ impl Outcome {
     }
 }
 
-/// Moves both profiles refuse: a private-capable slot is immutable, a TDX
-/// slot may not reach the shared bit (-EINVAL); the destination may not
-/// overlap another slot of its address space (-EEXIST).
-fn move_errno(mmu: &Mmu, slot: &Slot, new_base: u64) -> i32 {
-    let reaches_alias = mmu.vm.mirror() && new_base.saturating_add(slot.npages) > mmu.vm.shared_bit();
-    if slot.private() || reaches_alias {
-        EINVAL
-    } else if mmu.slot_overlaps_other(slot, new_base) {
-        EEXIST
-    } else {
-        0
-    }
+/// A TDX slot at `new_base` would reach the shared bit (`kvm_is_gfn_alias`).
+fn reaches_alias(mmu: &Mmu, slot: &Slot, new_base: u64) -> bool {
+    mmu.vm.mirror() && new_base.saturating_add(slot.npages) > mmu.vm.shared_bit()
+}
+
+/// When a move that would reach the TDX shared bit is refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum AliasCheck {
+    /// Before anything is zapped (the tdx-v10 profile).
+    BeforeZap,
+    /// In `kvm_arch_prepare_memory_region`, after `kvm_invalidate_memslot`
+    /// has flushed the old slot (mainline).
+    AfterZap,
 }
 
 /// `KVM_MR_DELETE`: the profile's flush of the old slot, then it is gone.
@@ -45,20 +46,37 @@ pub fn memslot_delete(mmu: &mut Mmu, id: u64, flush_memslot: fn(&mut Mmu, &Slot)
     Ok(Outcome::default())
 }
 
-/// `KVM_MR_MOVE`: refused moves zap nothing; otherwise as delete, then move.
+/// `KVM_MR_MOVE`, in `kvm_set_memory_region`'s order: a private-capable
+/// slot is immutable, even at its own base (-EINVAL); its own base is no
+/// change at all; a destination over another slot is -EEXIST (nothing
+/// zapped so far); then the old slot is flushed and the slot moves.
 pub fn memslot_move(
     mmu: &mut Mmu,
     id: u64,
     new_base: u64,
     flush_memslot: fn(&mut Mmu, &Slot),
+    alias: AliasCheck,
 ) -> Result<Outcome, String> {
     let slot = mmu.slot(id)?;
-    let errno = move_errno(mmu, &slot, new_base);
-    if errno == 0 {
-        flush_memslot(mmu, &slot);
-        mmu.slots.insert(id, Slot { base_gfn: new_base, ..slot });
+    if slot.private() {
+        return Ok(Outcome::errno(EINVAL));
     }
-    Ok(Outcome::errno(errno))
+    if new_base == slot.base_gfn {
+        return Ok(Outcome::default());
+    }
+    let reaches = reaches_alias(mmu, &slot, new_base);
+    if reaches && alias == AliasCheck::BeforeZap {
+        return Ok(Outcome::errno(EINVAL));
+    }
+    if mmu.slot_overlaps_other(&slot, new_base) {
+        return Ok(Outcome::errno(EEXIST));
+    }
+    flush_memslot(mmu, &slot);
+    if reaches {
+        return Ok(Outcome::errno(EINVAL));
+    }
+    mmu.slots.insert(id, Slot { base_gfn: new_base, ..slot });
+    Ok(Outcome::default())
 }
 
 /// A byte range as GFNs, or None when `address + size` reaches 2^64 (the

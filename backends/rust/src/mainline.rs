@@ -1,9 +1,12 @@
 //! Profile `mainline` (Linux 6.18), docs/spec.md §5: the caller puts an
 //! attribute filter in the range and the TDP MMU turns it into root types.
 
-use crate::common::{self, byte_range_to_gfns, Outcome};
+use crate::common::{self, byte_range_to_gfns, AliasCheck, Outcome};
 use crate::mmu::{Mmu, RootFilter};
-use crate::model::{unmap_flag, warn, Decision, Op, Slot, VmType, EINVAL, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE};
+use crate::model::{
+    mem_flag, slot_flag, unmap_flag, warn, Decision, Op, Slot, VmType, EINVAL, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE,
+};
+use crate::table::entry_pages;
 
 /// `enum kvm_gfn_range_filter` as two booleans.
 #[derive(Clone, Copy)]
@@ -196,6 +199,81 @@ fn flush_shadow_memslot(mmu: &mut Mmu, slot: &Slot) {
     }
 }
 
+// -- flags-only memslot changes (spec 5.7)
+
+/// `check_memory_region_flags`, then `kvm_set_memory_region`'s checks of an
+/// existing slot: unknown bits, GUEST_MEMFD with LOG_DIRTY_PAGES or
+/// READONLY, READONLY on a VM with protected state, any request carrying
+/// GUEST_MEMFD (guest_memfd slots are immutable), and a change of READONLY
+/// or GUEST_MEMFD are all -EINVAL.
+fn memslot_flags_refused(mmu: &Mmu, slot: &Slot, flags: u64) -> bool {
+    let gmem = flags & mem_flag::GUEST_MEMFD != 0;
+    let mut valid = mem_flag::GUEST_MEMFD;
+    if !gmem {
+        valid |= mem_flag::LOG_DIRTY_PAGES;
+        if !mmu.vm.protected_state() {
+            valid |= mem_flag::READONLY;
+        }
+    }
+    let toggled = (flags ^ slot.mem_flags()) & (mem_flag::READONLY | mem_flag::GUEST_MEMFD);
+    flags & !valid != 0 || gmem || toggled != 0
+}
+
+/// `kvm_mmu_max_mapping_level` at a memslot GFN, as a level: the largest
+/// block inside the slot (lpage_info) that, with private memory, is all
+/// shared; capped by the host page.
+fn max_mapping_level(mmu: &Mmu, slot: &Slot, gfn: u64) -> u8 {
+    for level in [3u8, 2] {
+        let pages = entry_pages(level);
+        let block = gfn - gfn % pages;
+        let inside = slot.base_gfn <= block && block + pages <= slot.end_gfn();
+        if inside && (!mmu.vm.private_mem() || mmu.attrs.all_shared(block, block + pages)) {
+            return level.min(mmu.host_level(slot.as_id, gfn));
+        }
+    }
+    1
+}
+
+/// `kvm_mmu_slot_apply_flags` for a flags-only change that toggles dirty
+/// logging on a writable slot. On: eager split (TDP MMU only; the nested
+/// shadow MMU's huge leaves too), write protection, an unconditional flush.
+/// Off: `kvm_mmu_recover_huge_pages`, the shadow MMU zapping collapsible
+/// leaves and the TDP MMU recovering huge leaves in place, each flushing if
+/// it changed something.
+fn apply_dirty_logging(mmu: &mut Mmu, slot: &Slot) {
+    if slot.log_dirty() {
+        if mmu.vm.tdp_mmu {
+            mmu.split_slot(slot, mmu.vm.rmaps);
+        }
+        mmu.flush_remote_tlbs();
+        return;
+    }
+    if mmu.vm.rmaps && mmu.zap_collapsible_shadow(slot, |m, table| max_mapping_level(m, slot, table) >= 2) {
+        mmu.flush_remote_tlbs();
+    }
+    for changed in mmu.recover_slot(slot, |m, gfn, level| max_mapping_level(m, slot, gfn) >= level) {
+        flush_if(mmu, changed);
+    }
+}
+
+/// `kvm_set_memory_region` at the slot's own base and size with new flags.
+fn memslot_set_flags(mmu: &mut Mmu, id: u64, flags: u64) -> Result<Outcome, String> {
+    let slot = mmu.slot(id)?;
+    if memslot_flags_refused(mmu, &slot, flags) {
+        return Ok(Outcome::errno(EINVAL));
+    }
+    if flags == slot.mem_flags() {
+        return Ok(Outcome::default()); // "Nothing to change"
+    }
+    let log_dirty = if flags & mem_flag::LOG_DIRTY_PAGES != 0 { slot_flag::LOG_DIRTY } else { 0 };
+    let slot = Slot { flags: slot.flags & !slot_flag::LOG_DIRTY | log_dirty, ..slot };
+    mmu.slots.insert(id, slot);
+    if !slot.readonly() {
+        apply_dirty_logging(mmu, &slot);
+    }
+    Ok(Outcome::default())
+}
+
 /// Perform one operation under the mainline rules.
 pub fn step(mmu: &mut Mmu, op: &Op) -> Result<Outcome, String> {
     Ok(match *op {
@@ -235,7 +313,10 @@ pub fn step(mmu: &mut Mmu, op: &Op) -> Result<Outcome, String> {
             set_memory_attributes(mmu, address, size, attributes, flags)
         }
         Op::MemslotDelete { slot } => common::memslot_delete(mmu, slot, flush_shadow_memslot)?,
-        Op::MemslotMove { slot, new_base_gfn } => common::memslot_move(mmu, slot, new_base_gfn, flush_shadow_memslot)?,
+        Op::MemslotMove { slot, new_base_gfn } => {
+            common::memslot_move(mmu, slot, new_base_gfn, flush_shadow_memslot, AliasCheck::AfterZap)?
+        }
+        Op::MemslotSetFlags { slot, flags } => memslot_set_flags(mmu, slot, flags)?,
         Op::DisableQuirk => {
             mmu.vm.slot_zap_all = false;
             Outcome::default()

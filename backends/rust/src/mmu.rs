@@ -2,11 +2,11 @@
 //! attributes, with the primitives both profiles' rules are built from.
 //! No profile policy lives here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::attrs::PrivateRanges;
-use crate::model::{Decision, Mapping, RootKind, Slot, Vm};
-use crate::table::{Leaf, Tree};
+use crate::model::{Decision, Kind, Mapping, RootKind, Slot, Vm, HUGE_2M_PAGES};
+use crate::table::{entry_pages, Leaf, Tree};
 
 /// One TDP MMU root (`struct kvm_mmu_page` with `role.invalid`).
 pub struct TdpRoot {
@@ -51,6 +51,13 @@ pub struct Mmu {
     /// page frees them (spec 5.6). The trees above free empty tables, so
     /// this is kept apart.
     shadow_tables: bool,
+    /// Host pages larger than 4K as (as_id, first memslot GFN, level): the
+    /// vector's 2M ranges and one under every initial huge leaf (spec 1.5).
+    host_pages: HashSet<(u8, u64, u8)>,
+    /// Shadow 4K leaves in direct shadow pages, as (as_id, gfn): those an
+    /// eager split made; initial shadow leaves map guest pages of their own
+    /// size (spec 5.7).
+    direct_shadow: HashSet<(u8, u64)>,
     /// WARN sites fired during the current step.
     pub warns: u8,
     /// `kvm_flush_remote_tlbs` calls so far.
@@ -60,7 +67,13 @@ pub struct Mmu {
 impl Mmu {
     /// Build the initial state. Every address space of a TDP MMU VM has a
     /// valid direct root (and on TDX a mirror root): its vCPUs have run.
-    pub fn new(vm: Vm, slots: &[Slot], private: &[(u64, u64)], mappings: &[Mapping]) -> Result<Self, String> {
+    pub fn new(
+        vm: Vm,
+        slots: &[Slot],
+        private: &[(u64, u64)],
+        mappings: &[Mapping],
+        host_huge: &[(u64, u64, u8)],
+    ) -> Result<Self, String> {
         let mut mmu = Mmu {
             vm,
             slots: slots.iter().map(|s| (s.id, *s)).collect(),
@@ -68,9 +81,23 @@ impl Mmu {
             roots: Vec::new(),
             shadow: (0..vm.address_spaces()).map(|_| Tree::new()).collect(),
             shadow_tables: false,
+            host_pages: HashSet::new(),
+            direct_shadow: HashSet::new(),
             warns: 0,
             remote_flushes: 0,
         };
+        for &(start, end, level) in host_huge {
+            let pages = entry_pages(level);
+            let mut gfn = start - start % pages;
+            while gfn < end {
+                mmu.host_pages.insert((0, gfn, level));
+                gfn += pages;
+            }
+        }
+        for m in mappings.iter().filter(|m| m.level > 1) {
+            let gfn = if m.root == RootKind::Direct { m.gfn & !vm.shared_bit() } else { m.gfn };
+            mmu.host_pages.insert((m.as_id, gfn, m.level));
+        }
         for &(start, end) in private {
             mmu.attrs.set(start, end, true);
         }
@@ -207,6 +234,112 @@ impl Mmu {
         std::mem::replace(&mut self.shadow_tables, false) || had_leaves
     }
 
+    // -- huge pages
+
+    /// `host_pfn_mapping_level`: the size of the host page backing a memslot GFN.
+    pub fn host_level(&self, as_id: u8, gfn: u64) -> u8 {
+        (2..=3)
+            .rev()
+            .find(|&level| self.host_pages.contains(&(as_id, gfn - gfn % entry_pages(level), level)))
+            .unwrap_or(1)
+    }
+
+    /// Valid TDP roots of an address space, as indices (direct before mirror).
+    fn valid_roots(&self, as_id: u8) -> Vec<usize> {
+        (0..self.roots.len()).filter(|&i| !self.roots[i].invalid && self.roots[i].as_id == as_id).collect()
+    }
+
+    /// The tree index of a memslot GFN in a root of this kind (the TDX alias).
+    fn tree_gfn(&self, kind: RootKind, gfn: u64) -> u64 {
+        if kind == RootKind::Direct {
+            gfn | self.vm.shared_bit()
+        } else {
+            gfn
+        }
+    }
+
+    /// Every huge leaf of the slot becomes 4K leaves of its kind: in the
+    /// valid TDP roots of its address space, and with `shadow` in the
+    /// shadow MMU, whose new leaves sit in direct shadow pages.
+    pub fn split_slot(&mut self, slot: &Slot, shadow: bool) {
+        for i in self.valid_roots(slot.as_id) {
+            let (lo, hi) =
+                (self.tree_gfn(self.roots[i].kind, slot.base_gfn), self.tree_gfn(self.roots[i].kind, slot.end_gfn()));
+            split_tree(&mut self.roots[i].tree, lo, hi);
+        }
+        if shadow {
+            if let Some(tree) = self.shadow.get_mut(slot.as_id as usize) {
+                for gfn in split_tree(tree, slot.base_gfn, slot.end_gfn()) {
+                    self.direct_shadow.insert((slot.as_id, gfn));
+                }
+            }
+        }
+    }
+
+    /// The slot's shadow 4K leaves in direct shadow pages whose table
+    /// (`allowed(mmu, table gfn)`) may be mapped huge are zapped; true if any went.
+    pub fn zap_collapsible_shadow(&mut self, slot: &Slot, allowed: impl Fn(&Mmu, u64) -> bool) -> bool {
+        let Some(tree) = self.shadow.get(slot.as_id as usize) else { return false };
+        let doomed: Vec<u64> = tree
+            .leaves()
+            .into_iter()
+            .filter(|l| l.level == 1 && self.direct_shadow.contains(&(slot.as_id, l.gfn)))
+            .map(|l| l.gfn)
+            .filter(|&gfn| {
+                let table = gfn - gfn % HUGE_2M_PAGES;
+                slot.base_gfn <= table && table < slot.end_gfn() && allowed(self, table)
+            })
+            .collect();
+        let tree = &mut self.shadow[slot.as_id as usize];
+        for &gfn in &doomed {
+            tree.zap_range(gfn, gfn + 1);
+        }
+        !doomed.is_empty()
+    }
+
+    /// Recover huge leaves in the slot's valid TDP roots, top down: a 1G and
+    /// then a 2M block that starts in the slot, holds smaller leaves and
+    /// `allowed(memslot gfn, level)` gets one leaf of that level, of the kind
+    /// of its lowest leaf. Returns, per root, whether it changed.
+    pub fn recover_slot(&mut self, slot: &Slot, allowed: impl Fn(&Mmu, u64, u8) -> bool) -> Vec<bool> {
+        let mut changed = Vec::new();
+        for i in self.valid_roots(slot.as_id) {
+            let kind = self.roots[i].kind;
+            let (lo, hi) = (self.tree_gfn(kind, slot.base_gfn), self.tree_gfn(kind, slot.end_gfn()));
+            let bit = if kind == RootKind::Direct { self.vm.shared_bit() } else { 0 };
+            let leaves: Vec<Leaf> =
+                self.roots[i].tree.leaves().into_iter().filter(|l| lo <= l.gfn && l.gfn < hi && l.level < 3).collect();
+            let mut plan: Vec<(u64, u8, Kind)> = Vec::new();
+            let mut blocks: BTreeMap<u64, Vec<Leaf>> = BTreeMap::new();
+            for leaf in leaves {
+                blocks.entry(leaf.gfn - leaf.gfn % entry_pages(3)).or_default().push(leaf);
+            }
+            for (block, inside) in &blocks {
+                let start_in = |gfn: u64| slot.base_gfn <= gfn & !bit && gfn & !bit < slot.end_gfn();
+                if start_in(*block) && allowed(self, block & !bit, 3) {
+                    plan.push((*block, 3, lowest(inside)));
+                    continue;
+                }
+                let mut subs: BTreeMap<u64, Vec<Leaf>> = BTreeMap::new();
+                for leaf in inside.iter().filter(|l| l.level == 1) {
+                    subs.entry(leaf.gfn - leaf.gfn % entry_pages(2)).or_default().push(*leaf);
+                }
+                for (sub, small) in &subs {
+                    if start_in(*sub) && allowed(self, sub & !bit, 2) {
+                        plan.push((*sub, 2, lowest(small)));
+                    }
+                }
+            }
+            let tree = &mut self.roots[i].tree;
+            for &(gfn, level, kind) in &plan {
+                tree.zap_range(gfn, gfn + entry_pages(level));
+                tree.insert(Leaf { gfn, level, kind }).expect("a block emptied of its leaves takes a huge leaf");
+            }
+            changed.push(!plan.is_empty());
+        }
+        changed
+    }
+
     // -- slots
 
     pub fn slot(&self, id: u64) -> Result<Slot, String> {
@@ -234,6 +367,26 @@ impl Mmu {
     }
 }
 
+/// Replace every huge leaf lying in `[lo, hi)` by 4K leaves; their GFNs.
+fn split_tree(tree: &mut Tree, lo: u64, hi: u64) -> Vec<u64> {
+    let mut made = Vec::new();
+    for leaf in tree.leaves().into_iter().filter(|l| l.level > 1 && lo <= l.gfn && l.gfn < hi) {
+        let pages = entry_pages(leaf.level);
+        tree.zap_range(leaf.gfn, leaf.gfn + pages);
+        for gfn in leaf.gfn..leaf.gfn + pages {
+            tree.insert(Leaf { gfn, level: 1, kind: leaf.kind }).expect("a zapped huge leaf's range is free");
+            made.push(gfn);
+        }
+    }
+    made
+}
+
+/// The kind of a block's lowest leaf (`tdp_mmu_make_huge_spte` builds the
+/// huge SPTE from the first leaf it finds).
+fn lowest(leaves: &[Leaf]) -> Kind {
+    leaves.iter().min_by_key(|l| l.gfn).expect("a block with leaves").kind
+}
+
 fn mapping(as_id: u8, root: RootKind, invalid: bool, leaf: Leaf) -> Mapping {
     Mapping { as_id, root, gfn: leaf.gfn, level: leaf.level, kind: leaf.kind, invalid }
 }
@@ -252,7 +405,7 @@ mod tests {
     }
 
     fn builds(vm: Vm, m: Mapping) -> bool {
-        Mmu::new(vm, &[], &[], &[m]).is_ok()
+        Mmu::new(vm, &[], &[], &[m], &[]).is_ok()
     }
 
     #[test]
@@ -276,6 +429,6 @@ mod tests {
     fn leaf_count_sums_every_tree() {
         let nested = vm(VmType::Default, true, true);
         let leaves = [leaf(RootKind::Shadow, false), leaf(RootKind::Direct, false), leaf(RootKind::Direct, true)];
-        assert_eq!(Mmu::new(nested, &[], &[], &leaves).unwrap().leaf_count(), 3);
+        assert_eq!(Mmu::new(nested, &[], &[], &leaves, &[]).unwrap().leaf_count(), 3);
     }
 }

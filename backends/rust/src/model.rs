@@ -12,6 +12,14 @@ pub const MEMORY_ATTRIBUTE_PRIVATE: u64 = 1 << 3;
 pub const V10_ATTR_SHARED: u64 = 1;
 pub const V10_ATTR_PRIVATE: u64 = 2;
 pub const EINVAL: i32 = 22;
+/// `KVM_MEM_*` flag bits as userspace passes them (a flags-only change).
+pub mod mem_flag {
+    pub const LOG_DIRTY_PAGES: u64 = 1 << 0;
+    pub const READONLY: u64 = 1 << 1;
+    pub const GUEST_MEMFD: u64 = 1 << 2;
+}
+/// A 2 MiB host page covers this many GFNs.
+pub const HUGE_2M_PAGES: u64 = 512;
 pub const EEXIST: i32 = 17;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +156,11 @@ impl Vm {
         matches!(self.vm_type, VmType::SwProtected | VmType::Snp | VmType::Tdx)
     }
 
+    /// `kvm->arch.has_protected_state`: no `KVM_MEM_READONLY` slots.
+    pub fn protected_state(&self) -> bool {
+        matches!(self.vm_type, VmType::SevEs | VmType::Snp | VmType::Tdx)
+    }
+
     /// `kvm_has_mirrored_tdp`.
     pub fn mirror(&self) -> bool {
         self.vm_type == VmType::Tdx
@@ -192,6 +205,29 @@ impl Slot {
 
     pub fn init_shared(&self) -> bool {
         self.flags & slot_flag::GMEM_INIT_SHARED != 0
+    }
+
+    pub fn log_dirty(&self) -> bool {
+        self.flags & slot_flag::LOG_DIRTY != 0
+    }
+
+    pub fn readonly(&self) -> bool {
+        self.flags & slot_flag::READONLY != 0
+    }
+
+    /// The slot's `KVM_MEM_*` flags as userspace passes them.
+    pub fn mem_flags(&self) -> u64 {
+        let mut bits = 0;
+        if self.log_dirty() {
+            bits |= mem_flag::LOG_DIRTY_PAGES;
+        }
+        if self.readonly() {
+            bits |= mem_flag::READONLY;
+        }
+        if self.private() {
+            bits |= mem_flag::GUEST_MEMFD;
+        }
+        bits
     }
 
     /// This slot's part of `[start, end)`, if any.
@@ -257,6 +293,11 @@ pub enum Op {
         slot: u64,
         new_base_gfn: u64,
     },
+    /// A flags-only memslot change; `flags` are `KVM_MEM_*` bits.
+    MemslotSetFlags {
+        slot: u64,
+        flags: u64,
+    },
     DisableQuirk,
     MemoryTypeChange {
         start: u64,
@@ -301,6 +342,7 @@ impl Op {
             11 => Op::MemoryTypeChange { start: arg(0)?, end: arg(1)? },
             12 => Op::MmRelease,
             13 => Op::VmDestroy,
+            14 => Op::MemslotSetFlags { slot: arg(0)?, flags: arg(1)? },
             DEBUG_PANIC_CODE => Op::DebugPanic,
             _ => return Err(format!("unknown op code {code}")),
         })

@@ -63,16 +63,24 @@ fn outcome(r: &StepResult) -> OutcomeTuple {
     (r.flush, r.decision.map(|d: Decision| d as u8), r.warns, r.errno)
 }
 
-fn build(vm: VmTuple, slots: &[SlotTuple], private: &[(u64, u64)], mappings: &[MappingTuple]) -> Result<Mmu, String> {
+fn build(
+    vm: VmTuple,
+    slots: &[SlotTuple],
+    private: &[(u64, u64)],
+    mappings: &[MappingTuple],
+    host_huge: &[(u64, u64, u8)],
+) -> Result<Mmu, String> {
     let slots: Vec<Slot> = slots.iter().map(decode_slot).collect();
     let mappings = mappings.iter().map(decode_mapping).collect::<Result<Vec<_>, _>>()?;
-    Mmu::new(decode_vm(vm)?, &slots, private, &mappings)
+    Mmu::new(decode_vm(vm)?, &slots, private, &mappings, host_huge)
 }
 
 /// Run one vector: state and steps in, one
-/// `(mappings, flush, decision, warns, errno)` per step out.
+/// `(mappings, flush, decision, warns, errno)` per step out. `host_huge` is
+/// the vector's 2M host page ranges (as_id 0 memslot GFNs).
 #[pyfunction]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (profile, vm, slots, private, mappings, steps, host_huge=Vec::new()))]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn run(
     profile: u64,
     vm: VmTuple,
@@ -80,10 +88,11 @@ fn run(
     private: Vec<(u64, u64)>,
     mappings: Vec<MappingTuple>,
     steps: Vec<StepTuple>,
+    host_huge: Vec<(u64, u64, u8)>,
 ) -> PyResult<Vec<(Vec<MappingTuple>, bool, Option<u8>, Option<u8>, Option<i32>)>> {
     guarded(|| {
         let profile = Profile::decode(profile)?;
-        let mut mmu = build(vm, &slots, &private, &mappings)?;
+        let mut mmu = build(vm, &slots, &private, &mappings, &host_huge)?;
         let ops = decode_ops(&steps)?;
         ops.iter()
             .map(|op| {
@@ -105,14 +114,18 @@ struct Model {
 #[pymethods]
 impl Model {
     #[new]
+    #[pyo3(signature = (profile, vm, slots, private, mappings, host_huge=Vec::new()))]
     fn new(
         profile: u64,
         vm: VmTuple,
         slots: Vec<SlotTuple>,
         private: Vec<(u64, u64)>,
         mappings: Vec<MappingTuple>,
+        host_huge: Vec<(u64, u64, u8)>,
     ) -> PyResult<Self> {
-        guarded(|| Ok(Model { profile: Profile::decode(profile)?, mmu: build(vm, &slots, &private, &mappings)? }))
+        guarded(|| {
+            Ok(Model { profile: Profile::decode(profile)?, mmu: build(vm, &slots, &private, &mappings, &host_huge)? })
+        })
     }
 
     /// Perform steps without observing mappings; returns each step's

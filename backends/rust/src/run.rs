@@ -38,8 +38,9 @@ pub fn run(
     slots: &[Slot],
     private: &[(u64, u64)],
     mappings: &[Mapping],
+    host_huge: &[(u64, u64, u8)],
     ops: &[Op],
 ) -> Result<Vec<StepResult>, String> {
-    let mut mmu = Mmu::new(vm, slots, private, mappings)?;
+    let mut mmu = Mmu::new(vm, slots, private, mappings, host_huge)?;
     ops.iter().map(|op| step(&mut mmu, profile, op, Observe::Mappings)).collect()
 }

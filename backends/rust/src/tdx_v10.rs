@@ -3,7 +3,7 @@
 //! review fixes are that it starts out true, that the memory-type zap
 //! passes false, and that a skipped private root leaves the flush alone.
 
-use crate::common::{self, byte_range_to_gfns, Outcome};
+use crate::common::{self, byte_range_to_gfns, AliasCheck, Outcome};
 use crate::mmu::{Mmu, RootFilter};
 use crate::model::{
     unmap_flag, warn, Decision, Op, Slot, EINVAL, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE,
@@ -199,9 +199,10 @@ pub fn step(mmu: &mut Mmu, op: &Op) -> Result<Outcome, String> {
         }
         Op::MemslotDelete { slot } => common::memslot_delete(mmu, slot, invalidate_zap_pages_in_memslot)?,
         Op::MemslotMove { slot, new_base_gfn } => {
-            common::memslot_move(mmu, slot, new_base_gfn, invalidate_zap_pages_in_memslot)?
+            common::memslot_move(mmu, slot, new_base_gfn, invalidate_zap_pages_in_memslot, AliasCheck::BeforeZap)?
         }
         Op::DisableQuirk => return Err("disable_quirk does not exist in tdx-v10".into()),
+        Op::MemslotSetFlags { .. } => return Err("memslot_set_flags is not specified for tdx-v10".into()),
         // update_mtrr / kvm_post_set_cr0.
         Op::MemoryTypeChange { start, end } => {
             zap_gfn_range(mmu, start, end);

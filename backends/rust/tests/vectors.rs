@@ -104,6 +104,15 @@ fn check(item: &Value) -> Vec<String> {
             (f[0], f[1])
         })
         .collect();
+    let host_huge: Vec<(u64, u64, u8)> = item["host_huge"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let f = u64s(r);
+            (f[0], f[1], f[2] as u8)
+        })
+        .collect();
     let steps = item["steps"].as_array().unwrap();
     let ops: Vec<Op> = steps
         .iter()
@@ -113,7 +122,7 @@ fn check(item: &Value) -> Vec<String> {
         })
         .collect();
     let profile = Profile::decode(item["profile"].as_u64().unwrap()).unwrap();
-    let results = match run(profile, vm, &slots, &private, &mappings(&item["mappings"]), &ops) {
+    let results = match run(profile, vm, &slots, &private, &mappings(&item["mappings"]), &host_huge, &ops) {
         Ok(results) => results,
         Err(e) => return vec![format!("error: {e}")],
     };

@@ -17,7 +17,7 @@ from conformance.load import LoadError, load_file
 from conformance.model import Observables, Vector
 
 from conformance_rust.encode import (
-    DECISIONS, PROFILES, WARN_BITS, mapping_tuple, op_tuple, state_args,
+    DECISIONS, PROFILES, WARN_BITS, host_huge_args, mapping_tuple, op_tuple, state_args,
 )
 
 
@@ -54,7 +54,7 @@ def items(vector: Vector) -> list[dict[str, Any]]:
              for s in vector.steps]
     return [{"id": f"{vector.id}[{profile.value}]", "where": f"{vector.path}:{vector.line}",
              "profile": PROFILES[profile], "vm": list(vm), "slots": slots, "private": private,
-             "mappings": mappings, "steps": steps}
+             "mappings": mappings, "host_huge": host_huge_args(vector.state), "steps": steps}
             for profile in sorted(vector.profiles, key=lambda p: p.value)]
 
 

@@ -148,6 +148,29 @@ MUTANTS: tuple[Mutant, ...] = (
        "mainline", "    flush = mmu.zap_rmaps(slot, start, end) or flush_in\n    if not mmu.vm.tdp_mmu:\n"
                    "        return flush, Decision.BOTH\n    types",
        "    flush = mmu.zap_rmaps(slot, start, end)\n    if not mmu.vm.tdp_mmu:\n        return flush, Decision.BOTH\n    types"),
+    _m("ml-move-alias-refused-before-zap", "5.5", "a TDX move across the shared bit is refused before the old slot "
+       "is flushed (mainline checks it in kvm_arch_prepare_memory_region, after kvm_invalidate_memslot)",
+       "mainline", "    **memslot_handlers(flush_shadow_memslot, alias_after_zap=True),",
+       "    **memslot_handlers(flush_shadow_memslot, alias_after_zap=False),"),
+    _m("ml-dirty-log-no-eager-split", "5.7", "enabling dirty logging splits no huge leaf (eager_page_split ignored)",
+       "mainline", "    if not mmu.vm.tdp_mmu:\n        return\n    if mmu.vm.rmaps:",
+       "    if True:\n        return\n    if mmu.vm.rmaps:"),
+    _m("ml-dirty-log-flush-only-if-split", "5.7", "enabling dirty logging flushes only when it split a leaf",
+       "mainline", "    try_split_huge_pages(mmu, slot)\n    mmu.flush_remote_tlbs()",
+       "    before = mmu.mappings()\n    try_split_huge_pages(mmu, slot)\n    if mmu.mappings() != before:\n"
+       "        mmu.flush_remote_tlbs()"),
+    _m("ml-readonly-slot-applies-flags", "5.7", "a READONLY slot's dirty-logging toggle splits or recovers as a "
+       "writable slot's does", "mainline", "    if slot.readonly:\n        return Outcome()\n", ""),
+    _m("ml-gmem-own-flags-no-change", "5.7", "a guest_memfd slot's own flags are treated as no change, not -EINVAL",
+       "mainline", "    refused = (flags & ~valid or flags & MEM_GUEST_MEMFD\n",
+       "    refused = (flags & ~valid\n"),
+    _m("ml-recover-ignores-host-page", "5.7", "huge-page recovery ignores the host page size",
+       "mainline", "            return min(level, mmu.host_level(slot.as_id, gfn))", "            return level"),
+    _m("ml-recover-ignores-attributes", "5.7", "huge-page recovery ignores mixed memory attributes",
+       "mainline", "        if inside and (not mmu.vm.private_mem or mmu.range_is_shared(block, block + level.pages)):",
+       "        if inside:"),
+    _m("ml-shadow-collapses-indirect", "5.7", "the shadow MMU zaps collapsible leaves of indirect shadow pages too",
+       "mainline", "    for m in present & mmu.direct_shadow:", "    for m in set(present):"),
     # ---------------------------------------------------------------- shared mechanics
     _m("alias-bit-not-applied", "1.4", "the TDX direct root is walked at memslot GFNs, without the shared bit",
        "mmu", "        bit = self.vm.shared_bit if root is Root.DIRECT else 0", "        bit = 0"),
@@ -159,6 +182,12 @@ MUTANTS: tuple[Mutant, ...] = (
        "mainline", "    flush = mmu.zap_rmaps(slot, start, end) or flush_in\n    if not mmu.vm.tdp_mmu:",
        "    flush = (AttrFilter.SHARED in attr_filter and mmu.zap_rmaps(slot, start, end)) or flush_in\n"
        "    if not mmu.vm.tdp_mmu:"),
+    _m("move-to-own-base-moves", "5.5", "a move to the slot's own base is treated as KVM_MR_MOVE and flushes the slot",
+       "calls", "        if new_base == slot.base_gfn:\n            return Outcome()\n", ""),
+    _m("recover-zaps-instead", "5.7", "huge-page recovery zaps the block's leaves instead of rebuilding a huge leaf "
+       "(the pre-6.13 TDP MMU)", "mmu", "        leaves.add(Mapping(lowest.as_id, lowest.root, gfn, level, lowest.kind, "
+       "lowest.invalid))", "        del lowest"),
     _m("move-overlap-accepted", "2.2", "moving a slot onto another one is accepted",
-       "calls", "    return EEXIST if mmu.slot_overlaps_other(slot, new_base) else 0", "    return 0"),
+       "calls", "        if mmu.slot_overlaps_other(slot, new_base):\n            return Outcome(errno=EEXIST)",
+       "        if False:\n            return Outcome(errno=EEXIST)"),
 )

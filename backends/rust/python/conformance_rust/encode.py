@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from conformance.model import (
     AttrFilter, Decision, DisableQuirk, GmemFlag, GmemPunchHole, Kind, Level, Mapping, MemoryTypeChange,
-    MemslotDelete, MemslotMove, MmRelease, MmuNotifierInvalidate, Operation, Profile, RangeFlag, Root,
+    MemslotDelete, MemslotMove, MemslotSetFlags, MmRelease, MmuNotifierInvalidate, Operation, Profile, RangeFlag, Root,
     SetMemoryAttributes, Slot, State, UnmapGfnRange, Vm, VmDestroy, VmType, WarnSite, ZapAll, ZapAllFast,
     ZapGfnRange, ZapMemslot,
 )
@@ -53,6 +53,12 @@ def state_args(state: State) -> tuple[VmTuple, list[SlotTuple], list[tuple[int, 
             [mapping_tuple(m) for m in state.mappings])
 
 
+def host_huge_args(state: State) -> list[tuple[int, int, int]]:
+    """The vector's huge host page ranges with their level (the model adds
+    those under huge leaves)."""
+    return [(lo, hi, int(level)) for lo, hi, level in state.host_huge]
+
+
 def _unmap(op: UnmapGfnRange) -> StepTuple:
     flags = ((FLUSH_IN if op.flush_in else 0)
              | (RESTRICTED_MEM if RangeFlag.RESTRICTED_MEM in op.range_flags else 0)
@@ -78,6 +84,7 @@ SIMPLE_OPS: dict[type, tuple[int, Callable[[Any], tuple[int, ...]]]] = {
     MemoryTypeChange: (11, lambda o: (o.start, o.end)),
     MmRelease: (12, lambda o: ()),
     VmDestroy: (13, lambda o: ()),
+    MemslotSetFlags: (14, lambda o: (o.slot, o.flags)),
 }
 
 

@@ -7,7 +7,7 @@ from conformance.hookspecs import hookimpl
 from conformance.model import Layer, Observable, Observables, Observation, Profile, Vector, VmType
 
 from . import _mmu
-from .encode import PROFILES, decision_from, mapping_from, state_args, steps_args, warns_from
+from .encode import PROFILES, decision_from, host_huge_args, mapping_from, state_args, steps_args, warns_from
 
 
 class RustBackend:
@@ -27,7 +27,8 @@ class RustBackend:
 
     def run(self, vector: Vector, profile: Profile) -> Observation:
         # One call into Rust per vector; a panic comes back as _mmu.RustPanic.
-        results = _mmu.run(PROFILES[profile], *state_args(vector.state), self.encode_steps(vector))
+        results = _mmu.run(PROFILES[profile], *state_args(vector.state), self.encode_steps(vector),
+                           host_huge=host_huge_args(vector.state))
         return Observation(steps=tuple(
             Observables(mappings=frozenset(map(mapping_from, mappings)), flush=flush,
                         decision=decision_from(decision), warns=warns_from(warns), errno=errno)
