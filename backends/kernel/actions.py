@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from conformance.model import (
-    DisableQuirk, GmemPunchHole, MemoryTypeChange, MemslotDelete, MemslotMove, MmRelease,
+    DisableQuirk, GmemPunchHole, MemoryTypeChange, MemslotDelete, MemslotMove, MemslotSetFlags, MmRelease,
     MmuNotifierInvalidate, Operation, Quirk, SetMemoryAttributes, VmDestroy,
 )
 
@@ -91,6 +91,12 @@ def move(s: Session, op: MemslotMove) -> int:
     return s.vm.move_region(s.regions[op.slot], op.new_base_gfn * PAGE)
 
 
+def set_flags(s: Session, op: MemslotSetFlags) -> int:
+    """KVM_SET_USER_MEMORY_REGION(2) at the slot's own base and size with the
+    requested flags, exactly as the vector writes them."""
+    return s.vm.set_flags(s.regions[op.slot], op.flags)
+
+
 def disable_quirk(s: Session, op: DisableQuirk) -> int:
     return errno_of(lambda: s.vm.disable_quirks(QUIRKS[op.quirk]))
 
@@ -136,6 +142,7 @@ ACTIONS: dict[type, Callable] = {
     GmemPunchHole: punch_hole,
     MemslotDelete: delete,
     MemslotMove: move,
+    MemslotSetFlags: set_flags,
     DisableQuirk: disable_quirk,
     MemoryTypeChange: memory_type,
     SetMemoryAttributes: set_attributes,

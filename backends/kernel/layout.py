@@ -42,6 +42,7 @@ class Layout:
     sys_slot: int  # KVM slot id of the system slot
     phys_bits: int  # guest MAXPHYADDR (CPUID 0x80000008)
     candidates: tuple[Candidate, ...]  # 4K ones first, then 2M, then 1G
+    host_huge: tuple[tuple[int, int, Level], ...] = ()  # (slot, GPA, level) of huge host pages stated by the vector
 
     def gpas(self, level: Level) -> list[int]:
         return [c.gpa for c in self.candidates if c.mapping.level is level]
@@ -59,9 +60,12 @@ class Layout:
         return self.gpas(Level.L1G)
 
     def blocks_in(self, slot: int, level: Level) -> tuple[int, ...]:
-        """GPAs of the slot's leaves of this level: the only host ranges given
-        THPs (2M) or 1 GiB hugetlb pages (1G)."""
-        return tuple(c.gpa for c in self.candidates if c.slot == slot and c.mapping.level is level)
+        """GPAs of the slot's leaves of this level and of the huge host pages
+        the vector states: the only host ranges given THPs (2M) or 1 GiB
+        hugetlb pages (1G)."""
+        leaves = {c.gpa for c in self.candidates if c.slot == slot and c.mapping.level is level}
+        stated = {gpa for sid, gpa, lvl in self.host_huge if sid == slot and lvl is level}
+        return tuple(sorted(leaves | stated))
 
 
 def slot_of(state: State, m: Mapping) -> Slot:
@@ -69,6 +73,11 @@ def slot_of(state: State, m: Mapping) -> Slot:
         if s.as_id == m.as_id and s.base_gfn <= m.gfn < s.end_gfn:
             return s
     raise Unsupported(f"mapping {m.describe()} lies in no slot")
+
+
+def slot_of_gfn(state: State, gfn: int) -> Slot:
+    """The as_id-0 slot of a host_huge page (the loader keeps them inside one)."""
+    return next(s for s in state.slots if s.as_id == 0 and s.base_gfn <= gfn < s.end_gfn)
 
 
 def plan(state: State, root: Root, phys_bits: int, nr_memslots: int) -> Layout:
@@ -101,4 +110,6 @@ def plan(state: State, root: Root, phys_bits: int, nr_memslots: int) -> Layout:
         va = (guest.va_4k(nth) if m.level is Level.L4K else guest.va_2m(count[Level.L4K], nth)
               if m.level is Level.L2M else guest.va_1g(nth))
         cands.append(Candidate(index, va, slot_of(state, m).id, m))
-    return Layout(sys_gpa, mmio_gpa, nr_memslots - 1, phys_bits, tuple(cands))
+    host_huge = tuple((slot_of_gfn(state, gfn).id, gfn * PAGE, level) for lo, hi, level in state.host_huge
+                      for gfn in range(lo, hi, level.pages))
+    return Layout(sys_gpa, mmio_gpa, nr_memslots - 1, phys_bits, tuple(cands), host_huge)

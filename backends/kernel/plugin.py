@@ -74,6 +74,9 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
         "quirk:SLOT_ZAP_ALL": (bool(p.quirks & k.KVM_X86_QUIRK_SLOT_ZAP_ALL),
                                f"KVM_X86_QUIRK_SLOT_ZAP_ALL not in KVM_CAP_DISABLE_QUIRKS2={p.quirks:#x}"),
         "dirty_logging": (True, ""),
+        "memslot:set_flags": (True, ""),
+        "host_huge": (p.thp in ("always", "madvise"), f"huge host pages need THPs: transparent_hugepage/enabled="
+                                                     f"{p.thp or 'unreadable'}"),
         "readonly_slot": (p.readonly_mem, "KVM_CAP_READONLY_MEM=0"),
     }
     for flag, bit in gflags.items():

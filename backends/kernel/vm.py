@@ -196,6 +196,16 @@ class LiveVm:
         self.regions[kvm_slot] = region
         return region
 
+    def set_flags(self, region: Region, flags: int) -> int:
+        """The region's own base and size with new flags (KVM_MR_FLAGS_ONLY)."""
+        old, region.flags = region.flags, flags
+        try:
+            self.set_region(region, region.gpa, region.size)
+        except OSError as err:
+            region.flags = old
+            return err.errno
+        return 0
+
     def delete_region(self, region: Region) -> int:
         try:
             self.set_region(region, region.gpa, 0)
