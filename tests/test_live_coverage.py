@@ -51,7 +51,7 @@ def test_rules_are_live_themselves_through_a_variant_or_not(tmp_path):
     assert report.passed_items == {"host.json": 2, "guest.json": 0} and report.distinct_passed == 2
     assert not report.ok
     text = livecov.render(report)
-    assert "not run  s::c: guest.json: mmu:tdp: TDP MMU off" in text and text.endswith("live coverage: INCOMPLETE")
+    assert "not run      s::c: guest.json: mmu:tdp: TDP MMU off" in text and text.endswith("live coverage: INCOMPLETE")
 
 
 def test_a_failure_anywhere_marks_the_rule_failed(tmp_path):
@@ -74,3 +74,17 @@ def test_every_shipped_pin_names_a_vector_of_the_suite():
     pins = {v.id: v.pins for v in vectors.values() if v.pins}
     assert pins and all(target in vectors for target in pins.values())
     assert livecov.check([ROOT / "suites"], []).errors == ()
+
+
+def test_model_only_states_and_newer_kernels_are_excused_with_why(tmp_path):
+    directory = suite(tmp_path)
+    extra = vector("d", True).replace('[vector.vm]', 'requires = ["since:6.13"]\n[vector.vm]')
+    extra += vector("e", True).replace('level = "4K" }]', 'level = "4K", invalid = true }]')
+    (directory / "s.toml").write_text((directory / "s.toml").read_text() + extra)
+    host = results(tmp_path / "host.json", a="passed", b="passed", c="passed",
+                   d="skipped:since:6.13: the outcome is that of Linux >= 6.13")
+    report = livecov.check([directory], [host])
+    status = {u.vector.id: (u.status, u.why) for u in report.units}
+    assert status["s::d"][0] == "newer kernel" and "needs since:6.13" in status["s::d"][1]
+    assert status["s::e"] == ("model-only", livecov.MODEL_ONLY["invalid_roots"])
+    assert report.ok
