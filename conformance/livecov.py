@@ -46,9 +46,21 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One results file: the machine it names, and its scope items for that
+    machine's MMU and VM types (the ones it could reach) and their outcomes."""
+
+    where: str
+    reachable: int
+    passed: int
+    failed: int
+
+
+@dataclass(frozen=True)
 class LiveReport:
     units: tuple[Unit, ...]
     passed_items: dict[str, int]  # results file -> items of the scope it passed
+    runs: dict[str, "Run"]  # results file -> where it ran and what it could reach
     distinct_passed: int  # scope items (units and variants) passed in any file
     scope_items: int
     errors: tuple[str, ...]
@@ -77,6 +89,7 @@ def check(suites: Sequence[str | Path], results: Sequence[str | Path], backend: 
                for vid, v in vectors.items() if v.pins and v.pins not in vectors]
     outcome: dict[str, dict[str, str]] = defaultdict(dict)  # vector id -> results file -> "outcome: detail"
     passed_items: dict[str, int] = {}
+    runs: dict[str, Run] = {}
     for path in results:
         name = Path(path).name
         rows = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -85,13 +98,29 @@ def check(suites: Sequence[str | Path], results: Sequence[str | Path], backend: 
         for r in mine:
             outcome[r["vector"]][name] = f"{r['outcome']}: {r.get('detail', '')}"
         passed_items[name] = sum(r["outcome"] == "passed" and r["vector"] in scope for r in mine)
+        runs[name] = run_of(mine, scope)
     pinned_by: dict[str, list[str]] = defaultdict(list)
     for vid, v in scope.items():
         if v.pins:
             pinned_by[v.pins].append(vid)
     units = [unit(v, outcome, pinned_by) for vid, v in sorted(scope.items()) if not v.pins]
     distinct = sum(any(o.startswith("passed") for o in outcome[vid].values()) for vid in scope)
-    return LiveReport(tuple(units), passed_items, distinct, len(scope), tuple(errors))
+    return LiveReport(tuple(units), passed_items, runs, distinct, len(scope), tuple(errors))
+
+
+def run_of(results: list[dict], scope: dict[str, Vector]) -> Run:
+    where = next((r["where"] for r in results if r.get("where")), {})
+    if not where:
+        return Run("unknown machine", 0, 0, 0)
+    tdp = where.get("tdp_mmu") == "Y"
+    types = set(where.get("vm_types", "").split(","))
+    mine = {vid for vid, v in scope.items() if v.state.vm.tdp_mmu == tdp and v.state.vm.type.value in types
+            and not (v.state.vm.tdp_mmu and v.state.vm.rmaps) and not MODEL_ONLY.keys() & v.requires}
+    label = f"Linux {where.get('kernel', '?')}, tdp_mmu={where.get('tdp_mmu', '?')}, npt={where.get('npt', '?')}"
+    if where.get("machine"):
+        label = f"{where['machine']}: {label}"
+    outcomes = [r["outcome"] for r in results if r["vector"] in mine]
+    return Run(label, len(mine), outcomes.count("passed"), outcomes.count("failed") + outcomes.count("error"))
 
 
 def unit(v: Vector, outcome: dict[str, dict[str, str]], pinned_by: dict[str, list[str]]) -> Unit:
@@ -138,7 +167,9 @@ def render(report: LiveReport, verbose: bool = False) -> str:
     out.append(f"rules checked live: {live} of {len(report.units)} (" + ", ".join(
         f"{n} {c}" for c, n in excused.items()) + ": listed below with why)")
     for name, n in report.passed_items.items():
-        out.append(f"  {name}: {n} items passed live")
+        run = report.runs[name]
+        out.append(f"  {name} ({run.where}): {run.passed} passed, {run.failed} failed of {run.reachable} items "
+                   "for its MMU and VM types (not nested, not model-only)")
     out.append(f"items passed live in any file: {report.distinct_passed} of {report.scope_items} in scope")
     shown = [u for u in report.units if verbose or u.status not in ("itself", "variant", "nested")]
     for u in shown:
