@@ -507,7 +507,8 @@ def test_qemu_command_line() -> None:
 
 
 def test_init_script_is_valid_shell(tmp_path: Path) -> None:
-    suite = initscript.Suite(Path("/w/checkout"), Path("/w/checkout/.venv/bin/python"), ("-k", "it's"), False, 100)
+    suite = initscript.Suite(Path("/w/checkout"), Path("/w/checkout/.venv/bin/python"), ("-k", "it's"), False, 100,
+                             env=(("KVM_CONFORMANCE_OBSERVER", "retouch"),))
     script = tmp_path / "init"
     script.write_text(initscript.render(suite, "abc123"))
     assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
@@ -517,6 +518,7 @@ def test_init_script_is_valid_shell(tmp_path: Path) -> None:
         assert f"mount {mount}" in text
     assert "echo '@@conformance-guest suite-start abc123@@'\n" in text
     assert "export HOME=/run/home TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1" in text
+    assert "export KVM_CONFORMANCE_OBSERVER=retouch\n" in text  # forwarded from the host's environment
     assert "/w/checkout/.venv/bin/python -m pytest suites -p no:cacheprovider -p no:xdist" in text
     assert "-k 'it'\"'\"'s'" in text
     assert 'echo "$status" > /run/out/status' in text and text.rstrip().endswith("sleep 60")

@@ -115,7 +115,7 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
         "guest MAXPHYADDR": str(p.phys_bits),
         "transparent_hugepage": p.thp or "unreadable",
         "tracefs": str(p.tracefs) if p.tracefs else "no writable tracefs with kvmmmu events",
-        "observes": ("mappings (" + ("kvm_tdp_mmu_spte_changed trace" if p.tdp_mmu_on and p.tracefs else
+        "observes": ("mappings (" + ("kvm_tdp_mmu_spte_changed trace" if use_trace(p) else
                                      "per-page read re-touch") + ", checked against pages_4k/2m/1g), "
                      "flush (remote_tlb_flush_requests delta), errno"),
         **{f"not observable: {name}": reason for name, reason in NOT_OBSERVABLE.items()},
@@ -123,11 +123,18 @@ def describe(p: probe.Probe) -> tuple[frozenset[str], dict[str, str], dict[str, 
     return caps, why, details
 
 
+OBSERVER_ENV = "KVM_CONFORMANCE_OBSERVER"
+
+
+def use_trace(p: probe.Probe) -> bool:
+    return p.tdp_mmu_on and p.tracefs is not None and os.environ.get(OBSERVER_ENV, "trace") != "retouch"
+
+
 def where(p: probe.Probe) -> dict[str, str]:
     """What every result of this backend records about the machine it ran on."""
     return {"kernel": p.release, "tdp_mmu": p.tdp_mmu or "unreadable", "npt": p.npt or "none",
             "vm_types": ",".join(p.vm_type_names), "memory_attributes": f"{p.memory_attributes:#x}",
-            "observer": "tdp-trace" if p.tdp_mmu_on and p.tracefs else "retouch"}
+            "observer": "tdp-trace" if use_trace(p) else "retouch"}
 
 
 class KernelBackend:
@@ -172,9 +179,11 @@ class KernelBackend:
 
     def trace(self) -> Optional[SpteTrace]:
         """The TDP MMU's SPTE trace, one tracefs instance per process; None
-        where there is no TDP MMU or no writable tracefs."""
+        where there is no TDP MMU or no writable tracefs, or where the user
+        asks for the per-leaf reads (KVM_CONFORMANCE_OBSERVER=retouch: the
+        two observers can then be checked against each other)."""
         assert self.probe is not None
-        if self._trace is None and self.probe.tdp_mmu_on and self.probe.tracefs is not None:
+        if self._trace is None and use_trace(self.probe):
             self._trace = SpteTrace(self.probe.tracefs, f"kvm_conformance_{os.getpid()}")
         return self._trace
 

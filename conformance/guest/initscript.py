@@ -9,6 +9,8 @@ from pathlib import Path
 from .qemu import OUT_TAG, P9
 
 GUEST_OUT = "/run/out"  # where the guest mounts the results share
+# Host settings that mean the same inside the guest (the device and the cache do not).
+FORWARDED = ("KVM_CONFORMANCE_OBSERVER",)
 RESULTS = "results.json"
 STATUS = "status"
 FACTS = "facts"
@@ -33,6 +35,7 @@ class Suite:
     args: tuple[str, ...]  # passed through to pytest
     color: bool  # the guest's console is a tty; colour only if the host's output is one too
     columns: int
+    env: tuple[tuple[str, str], ...] = ()  # settings of the host's run passed on to the guest's (FORWARDED)
 
     def pytest_argv(self) -> list[str]:
         return [str(self.python), "-m", "pytest", "suites", "-p", "no:cacheprovider", "-p", "no:xdist",
@@ -60,7 +63,7 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t 9p -o {P9} {OUT_TAG} {GUEST_OUT} || halt "cannot mount the results share"
 export HOME=/run/home TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1 COLUMNS={suite.columns}
-{{ {facts}; }} > {GUEST_OUT}/{FACTS}
+{"".join(f"export {name}={q(value)}" + chr(10) for name, value in suite.env)}{{ {facts}; }} > {GUEST_OUT}/{FACTS}
 cat {GUEST_OUT}/{FACTS}
 cd {q(str(suite.checkout))} || halt {q(f"no checkout at {suite.checkout}")}
 echo {q(start_marker(nonce))}

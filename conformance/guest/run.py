@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Optional
 from .. import report
 from . import config, images, prereq, proc
 from .console import Console, Ending, Limits, watch
-from .initscript import FACTS, RESULTS, STATUS, Suite, render
+from .initscript import FORWARDED, FACTS, RESULTS, STATUS, Suite, render
 from .progress import duration
 from .qemu import Boot
 
@@ -111,7 +111,8 @@ def run(request: Request, env: Mapping[str, str], say: Say, clock: Callable[[], 
         kernel = kernel_image(request, root)
         project = checkout()
         suite = Suite(project, guest_python(request, project), request.pytest_args, color=sys.stdout.isatty(),
-                      columns=shutil.get_terminal_size().columns)
+                      columns=shutil.get_terminal_size().columns,
+                      env=tuple((name, env[name]) for name in FORWARDED if name in env))
         out = results_dir(root)
     except (Refusal, config.FragmentError) as err:
         say(f"guest run: {err}")
