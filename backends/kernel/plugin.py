@@ -1,6 +1,7 @@
 """Registers the live-kernel backend as `kernel` (entry point)."""
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Optional
 
@@ -12,6 +13,7 @@ from conformance.model import GmemFlag, Layer, Observable, Observables, Observat
 from . import __version__, actions, layout, observe, probe
 from . import ioctl as k
 from .session import Session
+from . import trace
 from .trace import SpteTrace
 from .vm import LiveVm, bounded_passes
 
@@ -184,13 +186,11 @@ class KernelBackend:
         two observers can then be checked against each other)."""
         assert self.probe is not None
         if self._trace is None and use_trace(self.probe):
-            self._trace = SpteTrace(self.probe.tracefs, f"kvm_conformance_{os.getpid()}")
+            assert self.probe.tracefs is not None
+            trace.remove_stale(self.probe.tracefs)
+            self._trace = SpteTrace(self.probe.tracefs, f"{trace.INSTANCE_PREFIX}{os.getpid()}")
+            atexit.register(self._trace.close)  # an instance outlives its process, with its buffers
         return self._trace
-
-    def close(self) -> None:
-        if self._trace is not None:
-            self._trace.close()
-            self._trace = None
 
     def run(self, vector: Vector, profile: Profile) -> Observation:
         assert self.probe is not None, self.info.unavailable

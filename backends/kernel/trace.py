@@ -26,6 +26,7 @@ from typing import Iterator, Optional
 EVENT = "kvmmmu/kvm_tdp_mmu_spte_changed"
 SPTE_PRESENT = 1 << 11  # SPTE_MMU_PRESENT_MASK: MMIO and frozen SPTEs lack it (arch/x86/kvm/mmu/spte.h)
 SPTE_HUGE = 1 << 7  # PT_PAGE_SIZE_MASK: a leaf above 4K
+INSTANCE_PREFIX = "kvm_conformance_"  # + the owning pid
 BUFFER_KB = 8192  # per CPU; a 1024-page populate is ~1,100 events of ~100 bytes
 LINE = re.compile(rb"as id (\d+) gfn ([0-9a-f]+) level (\d+) old_spte ([0-9a-f]+) new_spte ([0-9a-f]+)")
 
@@ -53,6 +54,18 @@ class Change:
 def parse(chunk: bytes) -> Iterator[Change]:
     for m in LINE.finditer(chunk):
         yield Change(int(m[1]), int(m[2], 16), int(m[3]), int(m[4], 16), int(m[5], 16))
+
+
+def remove_stale(root: Path) -> None:
+    """Remove this backend's instances whose process is gone (killed before
+    its exit handler ran): each holds its ring buffers until removed."""
+    for instance in (root / "instances").glob(f"{INSTANCE_PREFIX}*"):
+        pid = instance.name[len(INSTANCE_PREFIX):]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            try:
+                instance.rmdir()
+            except OSError:
+                pass
 
 
 def tracefs_root() -> Optional[Path]:
