@@ -472,15 +472,16 @@ class IsolatedBackend:
     def _kill(self) -> None:
         """SIGKILL the child's process group and reap the child."""
         proc, sock = self._proc, self._sock
-        self._proc = self._sock = None
         if sock is not None:
             sock.close()
+        if proc is not None and os.getpid() == self._owner:  # a forked copy of the parent owns no child
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self._proc = self._sock = None  # only now: a Ctrl-C above leaves it to the next _kill()
         if proc is None or os.getpid() != self._owner:
-            return  # a forked copy of the parent does not own the child
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
+            return
         try:
             proc.wait(REAP_WAIT)
         except subprocess.TimeoutExpired:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import gc
 import os
 import signal
 import socket
@@ -171,6 +172,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         sock.sendall(frame(("startup-error", f"its info cannot be pickled: {describe(exc)}", traceback.format_exc())))
         return 0
     sock.sendall(ready)
+    gc.freeze()  # what start-up made stays: later collections need not walk it
     serve(sock, backend)
     return 0
 
