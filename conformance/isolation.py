@@ -403,7 +403,7 @@ class IsolatedBackend:
             return _loads(payload)
         except _NotImported as exc:
             return ("raised", "UnpicklingError",
-                    f"the reply holds a {exc}, from a module the parent has not imported "
+                    f"the reply holds an object of class {exc}, from a module the parent has not imported "
                     "(a backend's info and results are conformance types)", "", False)
         except Exception as exc:
             return ("raised", type(exc).__name__, f"the backend's result cannot be unpickled in the parent: {exc}",

@@ -324,12 +324,10 @@ def test_the_spin_holds_the_gil_so_sigalrm_cannot_stop_it() -> None:
         proc.wait()
 
 
-@pytest.mark.parametrize("limit, text", [(256 * MiB, "exceeded 256 MiB"), (3 * MiB << 9, "exceeded 1.5 GiB")])
-def test_growing_past_the_memory_limit_is_a_fault(isolated: Callable[..., IsolatedBackend], vector: Vector,
-                                                  limit: int, text: str) -> None:
-    backend = isolated(memory=limit)
+def test_growing_past_the_memory_limit_is_a_fault(isolated: Callable[..., IsolatedBackend], vector: Vector) -> None:
+    backend = isolated(memory=256 * MiB)
     err = fault(backend, vector, "grow")
-    assert err.reason == text and "resident set" in err.detail
+    assert err.reason == "exceeded 256 MiB" and "resident set" in err.detail
     assert backend.run(*item(vector, "ok")) == expected(vector)
 
 
@@ -370,13 +368,13 @@ def test_system_exit_in_run_is_an_exception(isolated: Callable[..., IsolatedBack
 def test_an_unpicklable_result_is_the_backends_error(isolated: Callable[..., IsolatedBackend],
                                                      vector: Vector) -> None:
     err = fault(isolated(), vector, "unpicklable", BackendRaised)
-    assert "the backend returned a lock that cannot be sent to the parent" in err.reason
+    assert err.reason.startswith("TypeError: the backend returned a lock that cannot be sent to the parent: ")
 
 
 def test_a_result_of_the_backends_own_class_is_not_imported_here(isolated: Callable[..., IsolatedBackend],
                                                                  vector: Vector) -> None:
     err = fault(isolated(), vector, "foreign", BackendRaised)
-    assert err.reason.startswith("UnpicklingError: the reply holds a faulty_backend.Foreign")
+    assert err.reason.startswith("UnpicklingError: the reply holds an object of class faulty_backend.Foreign, ")
     assert "faulty_backend" not in sys.modules
 
 
