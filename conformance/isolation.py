@@ -303,7 +303,7 @@ class IsolatedBackend:
     # -- the child's life
 
     @staticmethod
-    def _output_file() -> io.BufferedRandom:
+    def _output_file() -> io.FileIO:
         # O_APPEND, so that emptying it between items leaves no hole behind
         # the child's file offset; unlinked at once, so nothing is left behind.
         fd, path = tempfile.mkstemp(prefix="conformance-isolation-", suffix=".log")
@@ -312,7 +312,7 @@ class IsolatedBackend:
         finally:
             os.close(fd)
             os.unlink(path)
-        return open(append, "a+b", buffering=0)  # type: ignore[return-value]
+        return io.FileIO(append, "a+")
 
     def _start(self) -> BackendInfo:
         os.ftruncate(self._output.fileno(), 0)
@@ -330,7 +330,6 @@ class IsolatedBackend:
         finally:
             child_end.close()
         self._sock = parent_end
-        _LIVE.add(self)
         why = f"backend {self.name!r} did not start"
         try:
             self._send(frame(("start", self.group, list(sys.path))), self.limits.start_seconds)
@@ -351,7 +350,7 @@ class IsolatedBackend:
 
     def _send(self, data: bytes, seconds: float) -> None:
         assert self._sock is not None
-        self._sock.settimeout(seconds if seconds > 0 else None)
+        self._sock.settimeout(seconds if 0 < seconds < math.inf else None)
         try:
             self._sock.sendall(data)
         except socket.timeout:

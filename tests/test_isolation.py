@@ -10,6 +10,7 @@ around it in this (parent) process, which only ever waits in select.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import pickle
 import signal
@@ -258,6 +259,12 @@ def test_backend_output_stays_off_the_channel(isolated: Callable[..., IsolatedBa
     assert backend.run(*item(vector, "noisy")) == expected(vector)
     tail = backend.output_tail()
     assert "noise on stdout" in tail and "noise on stderr" in tail and "raw fd 1" in tail
+
+
+@pytest.mark.parametrize("seconds", [0, math.inf])
+def test_a_limit_of_zero_or_infinity_is_none(isolated: Callable[..., IsolatedBackend], vector: Vector,
+                                             seconds: float) -> None:
+    assert isolated(seconds=seconds).run(*item(vector, "ok")) == expected(vector)
 
 
 def test_close_lets_the_child_exit_by_itself(isolated: Callable[..., IsolatedBackend]) -> None:
