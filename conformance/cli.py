@@ -11,7 +11,8 @@ from . import coverage, killmatrix, livecov
 from .guest import cli as guest_cli
 from .load import LoadError, load_file, suite_files
 from .model import Profile
-from .registry import discover
+from . import select
+from .registry import Registry, discover
 
 
 def describe(info: BackendInfo) -> list[str]:
@@ -28,14 +29,24 @@ def describe(info: BackendInfo) -> list[str]:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    registry = discover()
-    for _, backend in sorted(registry.backends.items()):
-        print("\n".join(describe(backend.info)))
-    for error in registry.errors:
-        print(f"plugin error: {error.source}: {error.message}")
-    if not registry.backends:
-        print("no backends registered")
-    return 0
+    """Every registered backend, constructed where a run would construct it
+    (other distributions' in a child process); fails on a plugin error."""
+    registry = Registry()
+    choice = select.choose(registry, [], args.skip_backend)
+    select.construct(registry, choice, seconds=60.0, memory_bytes=4 << 30)
+    try:
+        for error in registry.errors:  # first: it is why the command fails
+            print(f"plugin error: {error.source}: {error.message}")
+        for name, backend in sorted(registry.backends.items()):
+            print("\n".join(describe(backend.info) + (["  runs: in a child process"] if name in choice.isolated
+                                                        else [])))
+        if not registry.backends:
+            print("no backends registered")
+    finally:
+        for name in choice.isolated:
+            if name in registry.backends:
+                registry.backends[name].close()  # type: ignore[attr-defined]
+    return 1 if registry.errors else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -132,8 +143,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("backends", help="each registered backend, what it supports or why it cannot run"
-                   ).set_defaults(func=cmd_backends)
+    listing = sub.add_parser("backends", help="each registered backend, what it supports or why it cannot run; "
+                                              "fails if a backend cannot be loaded")
+    listing.add_argument("--skip-backend", action="append", default=[], metavar="NAME",
+                         help="leave this registered backend out (neither loaded nor listed)")
+    listing.set_defaults(func=cmd_backends)
     for name, func, text in (("validate", cmd_validate, "load vector files and report errors"),
                              ("list", cmd_list, "list vectors with their profiles"),
                              ("coverage", cmd_coverage, "check that decision tables cover every reachable "

@@ -152,8 +152,18 @@ class StartupError(IsolationError):
     """The child could not produce the backend (import, hook, construction, crash, limit)."""
 
 
+class NoBackend(StartupError):
+    """The entry point's plugin provides no backend at all (e.g. only mutants)."""
+
+
 class Fault(IsolationError):
-    """The child died or was killed during an item; the next run() starts a new one."""
+    """The child died or was killed during an item; the next run() starts a new one.
+    `outcome` is what the runner records: `timeout` for the wall-clock limit,
+    `crashed` for everything else (a signal, an exit, the memory limit)."""
+
+    @property
+    def outcome(self) -> str:
+        return "timeout" if self.reason.startswith("killed after") else "crashed"
 
 
 class BackendRaised(IsolationError):
@@ -342,6 +352,8 @@ class IsolatedBackend:
         if isinstance(reply, tuple) and reply[:1] == ("ready",) and isinstance(reply[1], BackendInfo):
             return reply[1]
         self._kill()
+        if isinstance(reply, tuple) and reply[:1] == ("no-backend",):
+            raise NoBackend(f"{why}: {reply[1]}", "")
         if isinstance(reply, tuple) and reply[:1] == ("startup-error",):
             raise StartupError(f"{why}: {reply[1]}", self._with_output(reply[2]))
         if isinstance(reply, tuple) and reply[:1] == ("raised",):  # its info did not unpickle here

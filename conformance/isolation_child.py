@@ -35,6 +35,10 @@ class NoBackend(Exception):
     """Why the entry point produced no backend; args: one line, detail."""
 
 
+class ProvidesNone(NoBackend):
+    """The plugin answers for no backend: legitimate (a plugin of mutants only)."""
+
+
 def die_with_parent(parent: int) -> None:
     """SIGKILL this process when its parent dies (Linux), and leave now if it already has."""
     try:
@@ -98,8 +102,9 @@ def load_backend(name: str, group: str) -> Any:
         if backend.info.name == name:
             return backend
         others.append(backend.info.name)
-    produced = f"it produced {', '.join(map(repr, others))}" if others else "its hooks returned None"
-    raise NoBackend(f"{where}: no backend named {name!r} ({produced})", "")
+    if not others:
+        raise ProvidesNone(f"{where}: provides no backend (its hooks returned None)", "")
+    raise NoBackend(f"{where}: no backend named {name!r} (it produced {', '.join(map(repr, others))})", "")
 
 
 def reply_raised(exc: BaseException, prefix: str = "") -> bytes:
@@ -164,7 +169,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         backend = load_backend(args.name, group)
     except NoBackend as err:
-        sock.sendall(frame(("startup-error", *err.args)))
+        kind = "no-backend" if isinstance(err, ProvidesNone) else "startup-error"
+        sock.sendall(frame((kind, *err.args)))
         return 0
     try:
         ready = frame(("ready", backend.info))

@@ -6,34 +6,71 @@ collection error; a backend that raises or hangs fails its own item.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shlex
+import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, NoReturn, Optional
 
 import pytest
 
 from .cache import load_cached
 from .contract import Backend, KnownFailure
+from .isolation import BackendRaised, Fault
 from .load import LoadError
 from .model import Profile, Vector
-from .registry import Registry, discover
-from .report import MatrixReporter, Result
-from .timeout import deadline
+from . import select, validate
+from .registry import Registry
+from .report import RESULT_KEY, MatrixReporter, Result
+from .timeout import BackendTimeout, deadline
 from .verdict import Verdict, judge
 
-RESULT_KEY = "conformance"
+
+
+class Chosen:
+    """The selected backends, loaded and started on first use: a session
+    that collects no vector file (`pytest tests`) loads and starts none."""
+
+    def __init__(self, registry: Registry, choice: select.Choice, seconds: float, memory_bytes: Optional[int]) -> None:
+        self.registry, self.choice = registry, choice
+        self.seconds, self.memory_bytes = seconds, memory_bytes
+        self.backends: Optional[tuple[Backend, ...]] = None
+
+    def get(self) -> tuple[Backend, ...]:
+        if self.backends is None:
+            select.construct(self.registry, self.choice, self.seconds, self.memory_bytes)
+            self.backends = tuple(select.usable(self.registry, self.choice))
+        return self.backends
+
+    def close(self) -> None:
+        """No child process outlives the session."""
+        for name in self.choice.isolated if self.backends is not None else ():
+            backend = self.registry.backends.get(name)
+            if backend is not None:
+                backend.close()  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
 class Selection:
     registry: Registry
-    backends: tuple[Backend, ...]
+    chosen: Chosen
     profiles: tuple[Profile, ...]
     suites: tuple[Path, ...]
     timeout: float
     cache: Optional[Path]  # where loaded vector files are cached, if anywhere
+    choice: select.Choice
+
+    def wanted_by(self, config: pytest.Config) -> bool:
+        """The run names a path in or above a suite directory (or names none)."""
+        here = Path(str(config.invocation_params.dir))
+        for arg in config.args or ["."]:
+            path = (here / arg.split("::", 1)[0]).resolve()
+            if any(path == s or path.is_relative_to(s) or s.is_relative_to(path) for s in self.suites):
+                return True
+        return False
 
 
 SELECTION = pytest.StashKey[Selection]()
@@ -43,6 +80,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "kvm-mmu-conformance")
     group.addoption("--backend", action="append", default=[], metavar="NAME",
                     help="run this backend (repeatable; default: every available backend)")
+    group.addoption("--skip-backend", action="append", default=[], metavar="NAME",
+                    help="leave this registered backend out: it is neither loaded nor run (repeatable)")
+    group.addoption("--isolate", action="append", default=[], metavar="NAME",
+                    help="run this backend in a child process ('all': every backend); "
+                         "other distributions' backends are isolated by default")
+    group.addoption("--in-process", action="append", default=[], metavar="NAME",
+                    help="run this backend in the runner's process ('all': every backend); "
+                         "this project's backends run there by default")
+    group.addoption("--conformance-memory-limit", type=float, default=4.0, metavar="GIB",
+                    help="an isolated backend's child is stopped above this resident size (default 4)")
     group.addoption("--profile", action="append", default=[], choices=[p.value for p in Profile],
                     help="run this spec profile (repeatable; default: both)")
     group.addoption("--conformance-timeout", type=float, default=60.0, metavar="SECONDS",
@@ -55,22 +102,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    registry = discover()
-    names = config.getoption("backend")
-    unknown = sorted(set(names) - set(registry.backends))
-    if unknown:
-        raise pytest.UsageError(f"unknown backend(s) {', '.join(unknown)}; registered: "
-                                f"{', '.join(sorted(registry.backends)) or 'none'}")
-    chosen = [registry.backends[n] for n in sorted(set(names))] if names else [
-        b for _, b in sorted(registry.backends.items()) if not b.info.unavailable]
+    registry = Registry()
+    try:
+        choice = select.choose(registry, config.getoption("backend"), config.getoption("skip_backend"),
+                               config.getoption("isolate"), config.getoption("in_process"))
+    except select.SelectionError as err:
+        raise pytest.UsageError(str(err)) from None
+    chosen = Chosen(registry, choice, config.getoption("conformance_timeout"),
+                    int(config.getoption("conformance_memory_limit") * 2**30) or None)
     profiles = tuple(Profile(p) for p in config.getoption("profile")) or tuple(Profile)
     root = Path(str(config.rootpath))
     suites = tuple((root / s).resolve() for s in config.getini("conformance_suites"))
     cache = None
     if getattr(config, "cache", None) is not None and not config.getoption("conformance_no_cache"):
         cache = Path(config.cache.mkdir("conformance-vectors"))
-    config.stash[SELECTION] = Selection(registry, tuple(chosen), tuple(sorted(set(profiles))),
-                                        suites, config.getoption("conformance_timeout"), cache)
+    config.stash[SELECTION] = Selection(registry, chosen, tuple(sorted(set(profiles))),
+                                        suites, config.getoption("conformance_timeout"), cache, choice)
     if any(s.is_dir() for s in suites):
         # One bad vector file must not stop the others from running.
         config.option.continue_on_collection_errors = True
@@ -79,13 +126,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     selection = config.stash[SELECTION]
+    if not selection.wanted_by(config):
+        return ["conformance backends: not loaded (this run names no vector suite)"]
     lines = ["conformance backends: " + (", ".join(
-        f"{b.info.name} {b.info.version}" for b in selection.backends) or "none"),
+        f"{b.info.name} {b.info.version}" for b in selection.chosen.get()) or "none"),
         "conformance profiles: " + ", ".join(p.value for p in selection.profiles)]
     lines += [f"conformance backend {b.info.name} unavailable: {b.info.unavailable}"
               for b in selection.registry.backends.values() if b.info.unavailable]
+    lines += list(select.describe(selection.choice))
     lines += [f"conformance plugin error: {e.source}: {e.message}" for e in selection.registry.errors]
     return lines
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    selection = config.stash.get(SELECTION, None)
+    if selection is not None:
+        selection.chosen.close()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -117,12 +173,21 @@ class VectorFile(pytest.File):
             for profile in selection.profiles:
                 if profile not in vector.profiles:
                     continue
-                for backend in selection.backends:
+                for backend in selection.chosen.get():
                     if profile not in backend.info.profiles:
                         continue  # not a claim this backend makes: no item, rather than a skip per vector
                     yield VectorItem.from_parent(
                         self, name=f"{local}[{backend.info.name}:{profile.value}]",
                         vector=vector, profile=profile, backend=backend)
+
+
+class ItemFault(Exception):
+    """An item that ended without a verdict: the backend crashed, hung,
+    raised or returned nonsense, or the framework failed."""
+
+    def __init__(self, outcome: str, message: str, cause: Optional[BaseException], detail: str = "") -> None:
+        super().__init__(message)
+        self.outcome, self.message, self.cause, self.detail = outcome, message, cause, detail
 
 
 class VectorMismatch(Exception):
@@ -137,9 +202,11 @@ class VectorItem(pytest.Item):
         self.vector, self.profile, self.backend = vector, profile, backend
 
     def record(self, outcome: str, detail: str = "", ignored: tuple[str, ...] = ()) -> None:
-        self.user_properties.append((RESULT_KEY, Result(
+        """The item's one Result, as JSON (JUnit XML shows it as is; xdist forwards it)."""
+        self.user_properties[:] = [p for p in self.user_properties if p[0] != RESULT_KEY]
+        self.user_properties.append((RESULT_KEY, json.dumps(Result(
             self.nodeid, self.vector.id, self.backend.info.name, self.profile.value,
-            outcome, detail, ignored, dict(self.backend.info.where)).as_dict()))
+            outcome, detail, ignored, dict(self.backend.info.where)).as_dict(), sort_keys=True)))
 
     def runtest(self) -> None:
         info = self.backend.info
@@ -147,15 +214,14 @@ class VectorItem(pytest.Item):
         if unmet:
             self.record("skipped", "; ".join(unmet))
             pytest.skip("unmet: " + "; ".join(unmet))
+        returned = self.call_backend()
+        bad = validate.problem(returned, self.vector)
+        if bad is not None:
+            self.fail_item("error", f"backend {info.name} returned {bad}")
         try:
-            with deadline(self.config.stash[SELECTION].timeout):
-                observation = self.backend.run(self.vector, self.profile)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise  # KeyboardInterrupt and friends end the session as usual
-            self.record("error", f"{type(exc).__name__}: {exc}")
-            raise
-        verdict = judge(self.vector, observation, info.observables)
+            verdict = judge(self.vector, returned, info.observables)
+        except Exception as exc:  # the backend's answer was well-formed: this is ours
+            self.fail_item("error", f"framework error: the verdict raised {type(exc).__name__}: {exc}", exc)
         if verdict.ignored:
             self.add_report_section("call", "ignored observables",
                                     f"backend {info.name} cannot observe: " + "; ".join(verdict.ignored))
@@ -165,6 +231,34 @@ class VectorItem(pytest.Item):
         self.record("passed" if verdict.passed else "failed", "\n".join(verdict.diffs), verdict.ignored)
         if not verdict.passed:
             raise VectorMismatch(verdict)
+
+    def call_backend(self) -> object:
+        """run(), with a fault of any kind made this item's outcome. An
+        isolated backend's limits are enforced by its proxy from outside the
+        child; an in-process one gets the SIGALRM deadline."""
+        selection = self.config.stash[SELECTION]
+        name = self.backend.info.name
+        try:
+            if name in selection.choice.isolated:
+                return self.backend.run(self.vector, self.profile)
+            with deadline(selection.timeout):
+                return self.backend.run(self.vector, self.profile)
+        except KeyboardInterrupt:
+            raise  # ends the session as usual
+        except BackendTimeout as exc:
+            self.fail_item("timeout", f"backend {name}: {exc}")
+        except BaseException as exc:  # SystemExit included: the backend's, not the session's
+            if isinstance(exc, Fault):  # an isolated backend's child crashed, hung or grew too big
+                self.fail_item(exc.outcome, f"backend {name} {exc.reason}", detail=exc.detail)
+            if isinstance(exc, BackendRaised):  # it raised in its child, which lives on
+                self.fail_item("error", f"backend {name} raised {exc.reason}", detail=exc.traceback_text)
+            self.fail_item("error", f"backend {name} raised {type(exc).__name__}: {exc}", exc)
+        raise AssertionError("unreachable")
+
+    def fail_item(self, outcome: str, message: str, cause: Optional[BaseException] = None, detail: str = "") -> NoReturn:
+        """Record the item's one outcome, then fail it with `message`."""
+        self.record(outcome, message)
+        raise ItemFault(outcome, message, cause, detail)
 
     def expected_failure(self, known: KnownFailure, verdict: Verdict) -> None:
         """A declared failure: failing is expected, passing is an error (strict)."""
@@ -177,7 +271,10 @@ class VectorItem(pytest.Item):
         pytest.xfail(known.reason)
 
     def rerun_command(self) -> str:
-        return f"python -m pytest -p no:xdist {shlex.quote(self.nodeid)}"
+        """Works from any directory: this interpreter, the item's absolute path."""
+        path, sep, rest = self.nodeid.partition("::")
+        target = str(Path(str(self.config.rootpath)) / path) + sep + rest
+        return f"{shlex.quote(sys.executable)} -m pytest -p no:xdist {shlex.quote(target)}"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Optional[str] = None) -> str:
         where = os.path.relpath(self.path, self.config.rootpath)
@@ -186,6 +283,11 @@ class VectorItem(pytest.Item):
                 f"  backend {self.backend.info.name} {self.backend.info.version}, profile {self.profile.value}"]
         if isinstance(excinfo.value, VectorMismatch):
             body = list(excinfo.value.verdict.diffs)
+        elif isinstance(excinfo.value, ItemFault):
+            fault = excinfo.value
+            body = [fault.message] + ([fault.detail] if fault.detail else [])
+            if fault.cause is not None and fault.cause.__traceback__ is not None:
+                body.append("".join(traceback.format_exception(fault.cause, limit=-8)).rstrip())
         elif isinstance(excinfo.value, (pytest.xfail.Exception, pytest.fail.Exception)):
             body = [str(excinfo.value)]  # a declared failure, or a declared one that passed: no traceback
         else:

@@ -4,13 +4,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 import pytest
 
 from .registry import Registry
 
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed")
+# crashed: the backend's process died (a signal, an exit); timeout: it did not
+# answer within the item's limit (or ran out of its memory limit)
+OUTCOMES = ("passed", "failed", "error", "crashed", "timeout", "skipped", "xfailed")
+RESULT_KEY = "conformance"  # the user property that carries an item's Result, as JSON
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,21 @@ class Result:
         plain = {f.name: getattr(self, f.name) for f in fields(self)}
         return {**plain, "where": dict(self.where)}
 
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> "Result":
+        return cls(**{**value, "ignored": tuple(value.get("ignored", ())), "where": dict(value.get("where", {}))})
+
+
+def from_nodeid(nodeid: str, outcome: str, detail: str) -> Optional[Result]:
+    """A Result for an item whose own record never arrived (its process died
+    under xdist), from its node id `path::local[backend:profile]`."""
+    path, sep, rest = nodeid.partition("::")
+    if not sep or not rest.endswith("]") or "[" not in rest:
+        return None
+    local, _, param = rest[:-1].rpartition("[")
+    backend, _, profile = param.partition(":")
+    stem = path.rsplit("/", 1)[-1].removesuffix(".toml")
+    return Result(nodeid, f"{stem}::{local.replace('/', '::')}", backend, profile, outcome, detail)
 
 def matrix_lines(results: Iterable[Mapping[str, Any]]) -> list[str]:
     """One row per (backend, profile) with a count per outcome, from Result dicts."""
@@ -67,9 +85,14 @@ class MatrixReporter:
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
-            if key == "conformance":
-                self.results[report.nodeid] = Result(**{**value, "ignored": tuple(value["ignored"]),
-                                                        "where": dict(value.get("where", {}))})
+            if key == RESULT_KEY:
+                self.results[report.nodeid] = Result.from_dict(json.loads(value) if isinstance(value, str) else value)
+        if report.failed and report.nodeid not in self.results and report.nodeid.split("::", 1)[0].endswith(".toml"):
+            # no record: the process running the item died (xdist reports "worker ... crashed")
+            first = str(report.longrepr).strip().splitlines()[:1] or ["no report"]
+            found = from_nodeid(report.nodeid, "crashed", first[0])
+            if found is not None:
+                self.results[report.nodeid] = found
 
     @pytest.hookimpl
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -90,6 +113,8 @@ class MatrixReporter:
                 tr.write_line(f"{name}: unavailable: {backend.info.unavailable}")
         for error in self.registry.errors:
             tr.write_line(f"plugin error: {error.source}: {error.message}")
+        if self.registry.errors:
+            tr.write_line("the run fails: a backend could not be loaded (exclude it with --skip-backend NAME)")
         for nodeid in self.collect_errors:
             tr.write_line(f"vector file not loaded: {nodeid}")
         for line in note_lines(results):
@@ -97,6 +122,8 @@ class MatrixReporter:
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.registry.errors and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # fail closed: a backend that did not load
         path = self.config.getoption("conformance_json")
         if path and not hasattr(self.config, "workerinput"):  # the xdist controller writes it
             with open(path, "w", encoding="utf-8") as out:

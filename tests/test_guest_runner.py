@@ -140,7 +140,7 @@ def test_matrix_lines_from_result_dicts() -> None:
             for o, i in (("passed", []), ("passed", ["x: flush"]), ("skipped", []), ("failed", []))]
     lines = report.matrix_lines(rows)
     assert lines[0].split() == ["backend", "profile", *report.OUTCOMES, "ignored-obs"]
-    assert lines[1].split() == ["kernel", "mainline", "2", "1", "0", "1", "0", "1"]
+    assert lines[1].split() == ["kernel", "mainline", "2", "1", "0", "0", "0", "1", "0", "1"]
     assert report.note_lines(rows) == [
         "ignored on kernel/mainline: flush in 1 item(s)",
         "skipped 1 on kernel: d"]
@@ -449,7 +449,7 @@ def test_results_come_back_with_where_they_ran(tmp_path: Path) -> None:
     assert out.returncode == 1, out.stdout  # the guest pytest's status
     assert ("results from qemu-tcg guest (emulated AMD SVM): Linux 6.12.117-fake, tdp_mmu=Y, npt=0"
             in out.stdout)
-    assert re.search(r"^kernel +mainline +1 +1 +0 +0 +0 +0$", out.stdout, re.M), out.stdout
+    assert re.search(r"^kernel +mainline +1 +1 +0 +0 +0 +0 +0 +0$", out.stdout, re.M), out.stdout
     assert "\nsuites/live/memslot.toml ....\n" in out.stdout
     results = json.loads(saved.read_text())
     assert [r["where"] for r in results] == [
