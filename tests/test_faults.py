@@ -106,15 +106,15 @@ def test_a_broken_installed_backend_fails_the_run_with_its_error(tmp_path: Path)
     "from conformance.hookspecs import hookimpl\n@hookimpl\ndef conformance_backend():\n    raise RuntimeError('probe died')\n",
     "from conformance.hookspecs import hookimpl\n@hookimpl\ndef conformance_backend():\n    return 42\n",
 ], ids=["sysexit-at-import", "hook-raises", "hook-returns-int"])
-@pytest.mark.parametrize("where", ["isolated", "in-process"])
+@pytest.mark.parametrize("where", ["isolated", "in-process", "isolated-xdist"])
 def test_every_kind_of_broken_plugin_fails_closed(tmp_path: Path, module: str, where: str) -> None:
     env = scratch_project(tmp_path, "ok")
     (tmp_path / "site" / "acme_backend.py").write_text(module)
-    flag = ["--in-process", "acme"] if where == "in-process" else []
+    flag = ["--in-process", "acme"] if where == "in-process" else ["-n", "2"] if where.endswith("xdist") else []
     out = run_pytest(tmp_path, env, "suites", "--backend", "reference", "--backend", "acme", *flag)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "INTERNALERROR" not in out.stdout + out.stderr
-    assert "conformance plugin error: entry point acme" in out.stdout
+    assert "plugin error: entry point acme" in out.stdout
     assert "PASSED suites/scratch.toml::tdx-notifier[reference:mainline]" in out.stdout
 
 
@@ -181,3 +181,17 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return ""
+
+
+def test_an_error_in_the_verdict_is_the_frameworks_not_the_backends(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok", {"conftest.py": (
+        "import conformance.pytest_plugin as plugin\n"
+        "def broken(*args, **kwargs):\n    raise ZeroDivisionError('verdict bug')\n"
+        "plugin.judge = broken\n")})
+    report = tmp_path / "out.json"
+    out = run_pytest(tmp_path, env, "suites", "--backend", "acme", "--conformance-json", str(report))
+    assert out.returncode == 1
+    [result] = results(report)
+    assert result["outcome"] == "error"
+    assert result["detail"] == "framework error: the verdict raised ZeroDivisionError: verdict bug"
+    assert "backend acme raised" not in out.stdout
