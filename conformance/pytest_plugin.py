@@ -61,7 +61,6 @@ class Selection:
     suites: tuple[Path, ...]
     timeout: float
     cache: Optional[Path]  # where loaded vector files are cached, if anywhere
-    choice: select.Choice
 
     def wanted_by(self, config: pytest.Config) -> bool:
         """The run names a path in or above a suite directory (or names none)."""
@@ -117,7 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config, "cache", None) is not None and not config.getoption("conformance_no_cache"):
         cache = Path(config.cache.mkdir("conformance-vectors"))
     config.stash[SELECTION] = Selection(registry, chosen, tuple(sorted(set(profiles))),
-                                        suites, config.getoption("conformance_timeout"), cache, choice)
+                                        suites, config.getoption("conformance_timeout"), cache)
     if any(s.is_dir() for s in suites):
         # One bad vector file must not stop the others from running.
         config.option.continue_on_collection_errors = True
@@ -133,7 +132,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         "conformance profiles: " + ", ".join(p.value for p in selection.profiles)]
     lines += [f"conformance backend {b.info.name} unavailable: {b.info.unavailable}"
               for b in selection.registry.backends.values() if b.info.unavailable]
-    lines += list(select.describe(selection.choice))
+    lines += list(select.describe(selection.chosen.choice))
     lines += [f"conformance plugin error: {e.source}: {e.message}" for e in selection.registry.errors]
     return lines
 
@@ -239,7 +238,7 @@ class VectorItem(pytest.Item):
         selection = self.config.stash[SELECTION]
         name = self.backend.info.name
         try:
-            if name in selection.choice.isolated:
+            if name in selection.chosen.choice.isolated:
                 return self.backend.run(self.vector, self.profile)
             with deadline(selection.timeout):
                 return self.backend.run(self.vector, self.profile)
