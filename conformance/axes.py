@@ -9,11 +9,12 @@ unknown attribute value), while a table cell may give a concrete value.
 """
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional
 
+from . import schema
+from .errors import KeyPath
 from .model import (
     MEMORY_ATTRIBUTE_PRIVATE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, VM_TYPES, AttrFilter, Profile, RangeFlag, VmType,
 )
@@ -26,14 +27,14 @@ UNKNOWN_ATTRIBUTE_BIT = 1 << 4  # what a wildcard "invalid" new-attributes cell 
 
 @dataclass(frozen=True)
 class Axis:
-    """One input dimension. `parse` turns a TOML cell into a concrete input
-    (it raises through the Node on bad input), `label` classifies a concrete
+    """One input dimension. `parse(value, key path)` turns a TOML cell into
+    a concrete input (raising RuleViolation on bad input), `label` classifies a concrete
     input, `concrete` is what a wildcard expands each label to."""
 
     name: str
     doc: str
     values: tuple[str, ...]
-    parse: Callable[[Any], Any]
+    parse: Callable[[Any, KeyPath], Any]
     label: Callable[[Any], str]
     concrete: Callable[[str], Any]
 
@@ -107,64 +108,53 @@ def _attributes_label(value: int) -> str:
     return {0: "0", MEMORY_ATTRIBUTE_PRIVATE: "PRIVATE"}.get(value, "invalid")
 
 
-def _bool_axis(name: str, doc: str, parse: Callable[[Any], Any]) -> Axis:
+def _bool_axis(name: str, doc: str, parse: Callable[[Any, KeyPath], Any]) -> Axis:
     return Axis(name, doc, ("false", "true"), parse, bool_label, lambda label: label == "true")
 
 
-def _choice_axis(name: str, doc: str, values: tuple[str, ...], parse: Callable[[Any], Any]) -> Axis:
+def _choice_axis(name: str, doc: str, values: tuple[str, ...], parse: Callable[[Any, KeyPath], Any]) -> Axis:
     return Axis(name, doc, values, parse, str, str)
 
 
 # ---------------------------------------------------------------- the axes
-# Parsers come from load.py, imported lazily so that load -> tables -> axes stays acyclic.
-
-
-@functools.lru_cache(maxsize=1)  # built once, on the first cell parsed
-def _parsers() -> dict[str, Callable[[Any], Any]]:
-    from . import load
-
-    return {
-        "bool": load.get_bool,
-        "vm": lambda n: load.get_enum(n, None, VmType).value,
-        "range_flags": lambda n: frozenset(load.get_enum_list(n, None, RangeFlag)),
-        "attr": load.v10_attr,
-        "attr_filter": lambda n: frozenset(load.get_enum_list(n, None, AttrFilter)),
-        "attributes": load.memory_attributes,
-        "present": lambda n: load.get_choice(n, None, {p: p for p in PRESENT_VALUES}, "present"),
-        "current": lambda n: load.get_choice(n, None, {c: c for c in CURRENT_VALUES}, "current"),
-    }
-
 
 PRESENT_VALUES = ("none", "shared", "private", "both")
 CURRENT_VALUES = ("shared", "private", "mixed")
 
 
-def _cell(kind: str) -> Callable[[Any], Any]:
-    return lambda node: _parsers()[kind](node)
+def _cell(kind: schema.Type, wrap: Callable[[Any], Any] = lambda v: v) -> Callable[[Any, KeyPath], Any]:
+    """A cell parser: the value checked against the schema type, then converted."""
+    return lambda value, path: wrap(schema.parse(value, kind, path))
+
+
+_BOOL = _cell(schema.Bool())
 
 
 def _vm_axis(profile: Profile) -> Axis:
     types = tuple(t.value for t in VmType if t in VM_TYPES[profile])
-    return _choice_axis("vm", f"VM type ({', '.join(types)})", types, _cell("vm"))
+    return _choice_axis("vm", f"VM type ({', '.join(types)})", types,
+                        _cell(schema.enum_choice(VmType), lambda t: t.value))
 
 
-TDP_MMU = _bool_axis("tdp_mmu", "the TDP MMU is on (kvm.tdp_mmu)", _cell("bool"))
-RMAPS = _bool_axis("rmaps", "rmap-tracked shadow pages exist (shadow MMU, or a nested root)", _cell("bool"))
-SLOT_PRIVATE = _bool_axis("slot_private", "the slots are private-capable (KVM_MEM_PRIVATE)", _cell("bool"))
-FLUSH_IN = _bool_axis("flush_in", "the flush the caller already owes, passed into the TDP MMU step", _cell("bool"))
-SLOT_ZAP_ALL = _bool_axis("slot_zap_all", "KVM_X86_QUIRK_SLOT_ZAP_ALL is enabled", _cell("bool"))
-RANGE_FLAGS = Axis("range_flags", "struct kvm_gfn_range flags", _set_values(RangeFlag), _cell("range_flags"),
-                   _set_label, _set_concrete(RangeFlag))
+TDP_MMU = _bool_axis("tdp_mmu", "the TDP MMU is on (kvm.tdp_mmu)", _BOOL)
+RMAPS = _bool_axis("rmaps", "rmap-tracked shadow pages exist (shadow MMU, or a nested root)", _BOOL)
+SLOT_PRIVATE = _bool_axis("slot_private", "the slots are private-capable (KVM_MEM_PRIVATE)", _BOOL)
+FLUSH_IN = _bool_axis("flush_in", "the flush the caller already owes, passed into the TDP MMU step", _BOOL)
+SLOT_ZAP_ALL = _bool_axis("slot_zap_all", "KVM_X86_QUIRK_SLOT_ZAP_ALL is enabled", _BOOL)
+_RANGE_FLAGS = _cell(schema.Array(schema.enum_choice(RangeFlag), distinct=True), frozenset)
+_ATTR_FILTER = _cell(schema.Array(schema.enum_choice(AttrFilter), distinct=True), frozenset)
+RANGE_FLAGS = Axis("range_flags", "struct kvm_gfn_range flags", _set_values(RangeFlag), _RANGE_FLAGS, _set_label, _set_concrete(RangeFlag))
 ATTR = Axis("attr", "range attribute (read with SET_MEM_ATTR); invalid = neither SHARED nor PRIVATE",
-            ("SHARED", "PRIVATE", "invalid"), _cell("attr"), _v10_attr_label,
+            ("SHARED", "PRIVATE", "invalid"), _cell(schema.V10_ATTR), _v10_attr_label,
             {"SHARED": V10_ATTR_SHARED, "PRIVATE": V10_ATTR_PRIVATE, "invalid": 0}.__getitem__)
-ATTR_FILTER = Axis("attr_filter", "enum kvm_gfn_range_filter bits", _set_values(AttrFilter), _cell("attr_filter"),
-                   _set_label, _set_concrete(AttrFilter))
+ATTR_FILTER = Axis("attr_filter", "enum kvm_gfn_range_filter bits", _set_values(AttrFilter), _ATTR_FILTER, _set_label, _set_concrete(AttrFilter))
 NEW_ATTRIBUTES = Axis("new_attributes", "KVM_SET_MEMORY_ATTRIBUTES attributes; invalid = an unsupported bit",
-                      ("0", "PRIVATE", "invalid"), _cell("attributes"), _attributes_label,
+                      ("0", "PRIVATE", "invalid"), _cell(schema.MEMORY_ATTRIBUTES), _attributes_label,
                       {"0": 0, "PRIVATE": MEMORY_ATTRIBUTE_PRIVATE, "invalid": UNKNOWN_ATTRIBUTE_BIT}.__getitem__)
-CURRENT = _choice_axis("current", "the range's attribute before the call", CURRENT_VALUES, _cell("current"))
-PRESENT = _choice_axis("present", "which fixture mappings exist before the call", PRESENT_VALUES, _cell("present"))
+CURRENT = _choice_axis("current", "the range's attribute before the call", CURRENT_VALUES,
+                       _cell(schema.Choice("current", {c: c for c in CURRENT_VALUES})))
+PRESENT = _choice_axis("present", "which fixture mappings exist before the call", PRESENT_VALUES,
+                       _cell(schema.Choice("present", {p: p for p in PRESENT_VALUES})))
 
 # ---------------------------------------------------------------- what cannot happen
 
@@ -272,7 +262,13 @@ MAINLINE_SPACE = Space(
 SPACES: dict[Profile, Space] = {Profile.TDX_V10: V10_SPACE, Profile.MAINLINE: MAINLINE_SPACE}
 
 
+def rule(name: str) -> Unreachable:
+    """A rule by name, wherever it is declared."""
+    every = VM_RULES + PRIVATE_MAPPING_RULES + V10_RULES + MAINLINE_ATTRIBUTE_RULES
+    return next(r for r in every if r.name == name)
+
+
 def problem(profile: Profile, labels: Labels) -> Optional[Unreachable]:
     """The first rule of the profile that the (partial) labels break: explicit
-    vectors (load.py) obey the same declarations as table rows."""
+    vectors (rules.py) obey the same declarations as table rows."""
     return SPACES[profile].blocked_by(labels)

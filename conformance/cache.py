@@ -17,9 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from . import axes, capabilities, lines, load, model, tables
+from . import axes, build, capabilities, errors, flagreg, lines, load, model, reading, rules, schema, tables
 
-LOADER_MODULES = (model, capabilities, lines, axes, load, tables)
+# Every module whose code decides what a load returns.
+LOADER_MODULES = (model, capabilities, errors, lines, reading, schema, axes, rules, flagreg, build, tables, load)
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,7 +34,7 @@ def loader_fingerprint() -> bytes:
 def entry_key(path: Path) -> str:
     digest = hashlib.sha256(loader_fingerprint())
     digest.update(os.fsencode(str(path)) + b"\0" + path.read_bytes())
-    registry = load.find_registry(str(path))
+    registry = flagreg.find_registry(str(path))
     if registry:
         digest.update(b"\0" + Path(registry).read_bytes())
     return digest.hexdigest()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -9,7 +10,7 @@ from typing import Sequence
 from .contract import BackendInfo
 from . import coverage, killmatrix, livecov
 from .guest import cli as guest_cli
-from .load import LoadError, load_file, suite_files
+from .load import Loaded, SymlinkLoopWarning, load_all
 from .model import Profile
 from . import select
 from .registry import Registry, discover
@@ -49,29 +50,32 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 1 if registry.errors else 0
 
 
+def _load(paths: list[str]) -> Loaded:
+    """Every file under the paths; warnings (a symlink loop) printed as they come."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SymlinkLoopWarning)
+        loaded = load_all(paths)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return loaded
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    bad = 0
-    total = 0
-    for path in suite_files(args.paths):
-        try:
-            total += len(load_file(path).vectors)
-        except LoadError as err:
-            bad += 1
-            print(err)
-    print(f"{total} vectors loaded, {bad} file(s) with errors")
-    return 1 if bad else 0
+    """Every bad vector, not just each file's first."""
+    loaded = _load(args.paths)
+    for err in loaded.errors:
+        print(err)
+    print(f"{len(loaded.vectors)} vectors loaded from {loaded.files} file(s), {len(loaded.errors)} error(s)")
+    return 1 if loaded.errors else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for path in suite_files(args.paths):
-        try:
-            vectors = load_file(path).vectors
-        except LoadError as err:
-            print(err)
-            continue
-        for v in vectors:
-            print(f"{v.id}  [{','.join(sorted(p.value for p in v.profiles))}]  {v.description}")
-    return 0
+    loaded = _load(args.paths)
+    for err in loaded.errors:
+        print(err)
+    for v in loaded.vectors:
+        print(f"{v.id}  [{','.join(sorted(p.value for p in v.profiles))}]  {v.description}")
+    return 1 if loaded.errors else 0
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -96,14 +100,12 @@ def cmd_kill_matrix(args: argparse.Namespace) -> int:
     if not mutants:
         print("no mutants registered (install plugins/mutants)")
         return 1
-    vectors = []
-    for path in suite_files(args.paths):
-        try:
-            vectors.extend(load_file(path).vectors)
-        except LoadError as err:
-            print(err)
-            return 1
-    vectors, left_out = killmatrix.within_budget(vectors, args.max_leaves)
+    loaded = _load(args.paths)
+    for err in loaded.errors:
+        print(err)
+    if loaded.errors:
+        return 1
+    vectors, left_out = killmatrix.within_budget(list(loaded.vectors), args.max_leaves)
     results = killmatrix.run_matrix(mutants, vectors)
     print(killmatrix.render(results, Path.cwd()))
     if left_out:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from . import axes
 from .axes import Combination, Space, Unreachable
-from .load import LoadError, load_file, suite_files
+from .load import load_all
 from .model import Profile, Vector
 
 
@@ -100,14 +100,10 @@ def profile_coverage(space: Space, vectors: Sequence[Vector]) -> ProfileCoverage
 
 
 def check(paths: Sequence[str | Path]) -> Report:
-    vectors: list[Vector] = []
-    errors: list[str] = []
-    for path in suite_files(paths):
-        try:
-            vectors.extend(load_file(path).vectors)
-        except LoadError as err:
-            errors.append(str(err))
-    return Report(tuple(profile_coverage(axes.SPACES[p], vectors) for p in Profile), tuple(errors))
+    loaded = load_all(paths)
+    vectors = list(loaded.vectors)
+    return Report(tuple(profile_coverage(axes.SPACES[p], vectors) for p in Profile),
+                  tuple(str(e) for e in loaded.errors))
 
 
 # ---------------------------------------------------------------- rendering

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from .load import OP_PARAMS, REQUIRED
+from .schema import OP_PARAMS
 from .model import (
     ERRNO_LABELS, Flag, Level, Mapping, Observables, Operation, Profile, Slot, Step, Vector, VmType, op_name,
 )
@@ -70,10 +70,10 @@ def _slot(slot: Slot, profiles: frozenset[Profile]) -> list[str]:
 def _op(op: Operation, profiles: frozenset[Profile]) -> list[str]:
     lines = ["[[vector.step]]", f"op = {_value(op_name(op))}"]
     for param in OP_PARAMS[op_name(op)]:
-        value = getattr(op, param.name)
-        if not profiles <= param.profiles or value is None or value == param.default != REQUIRED:
+        value = getattr(op, param.key)
+        if not profiles <= param.profiles or value is None or (value == param.default and not param.required):
             continue  # another profile's parameter, or unset with its default
-        lines.append(f"{param.name} = {_value(value)}")
+        lines.append(f"{param.key} = {_value(value)}")
     return lines
 
 

@@ -7,7 +7,7 @@ vectors built in code (decision-table rows, fuzzed states).
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 Key = Union[str, int]
 KeyPath = tuple[Key, ...]
@@ -22,14 +22,15 @@ def render(path: KeyPath) -> str:
 
 
 class RuleViolation(Exception):
-    """A value breaks a rule of the format; `path` names the key."""
+    """A value breaks a rule of the format; `path` names the key, `other`
+    the second key of a pair that conflict (two overlapping leaves)."""
 
-    def __init__(self, path: KeyPath, message: str) -> None:
-        self.path, self.message = tuple(path), message
+    def __init__(self, path: KeyPath, message: str, other: Optional[KeyPath] = None) -> None:
+        self.path, self.message, self.other = tuple(path), message, other
         super().__init__(f"{render(self.path) or '<root>'}: {message}")
 
-    def __reduce__(self) -> tuple[type, tuple[KeyPath, str]]:
-        return type(self), (self.path, self.message)
+    def __reduce__(self) -> tuple[type, tuple[KeyPath, str, Optional[KeyPath]]]:
+        return type(self), (self.path, self.message, self.other)
 
 
 class LoadError(Exception):
@@ -41,3 +42,9 @@ class LoadError(Exception):
 
     def __reduce__(self) -> tuple[type, tuple[str, int, str, str]]:  # picklable: xdist workers send errors back
         return type(self), (self.path, self.line, self.key, self.message)
+
+    def __eq__(self, other: object) -> bool:  # a load (cached or not) is a value: so are its errors
+        return isinstance(other, LoadError) and self.__reduce__() == other.__reduce__()
+
+    def __hash__(self) -> int:
+        return hash(self.__reduce__()[1])

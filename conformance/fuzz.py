@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from . import axes, capabilities
 from .contract import Backend
 from .dump import suite_toml
-from .lines import LineIndex
-from .load import LoadError, Node, Source, check_state, check_step
+from .errors import RuleViolation
+from .rules import check_state, check_step
 from .model import (
     MEM_LOG_DIRTY_PAGES, MEM_READONLY, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, VM_TYPES,
     AttrFilter, DisableQuirk, Flag, GmemPunchHole, Kind, Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove,
@@ -35,7 +35,7 @@ from .timeout import deadline
 SLOT_STRIDE = 0x1000  # slot i lives at i * stride (+ a 2M-aligned offset): no overlaps, room to move
 FOUND_FLAG = Flag("fuzz-found", "Found by differential fuzzing: two backends disagreed here", "edge-case",
                   ("kvm_unmap_gfn_range",), ())
-_NOWHERE = Node(Source("<fuzz>", LineIndex("")), ())
+_NOWHERE: tuple[str, ...] = ()  # fuzzed states have no file: rules report at the root
 
 
 class Rejected(Exception):
@@ -153,14 +153,14 @@ def vectors(draw: Any, profiles: Sequence[Profile] = tuple(Profile)) -> Vector:
     for _ in range(draw(st.integers(1, 3))):
         op = _op(draw, profile, vm, live)
         try:
-            live = check_step(_NOWHERE, op, Observables(), vm, frozenset({profile}), live)
-        except LoadError:
+            live = check_step(op, Observables(), vm, frozenset({profile}), live, _NOWHERE)
+        except RuleViolation:
             continue
         steps.append(Step(op, Observables()))
     state = State(vm, slots, private_ranges, frozenset(leaves))
     try:
         _validate(state, profile, bool(steps))
-    except (LoadError, Rejected):
+    except (RuleViolation, Rejected):
         assume(False)
     ident = hashlib.sha256(repr((profile, state, steps)).encode()).hexdigest()[:12]
     return Vector(f"fuzz::case-{ident}", "a case drawn by the differential fuzzer", frozenset({profile}),
@@ -171,7 +171,7 @@ def vectors(draw: Any, profiles: Sequence[Profile] = tuple(Profile)) -> Vector:
 def _validate(state: State, profile: Profile, has_steps: bool) -> None:
     if not has_steps:
         raise Rejected("no step survived the step rules")
-    check_state(_NOWHERE, state, frozenset({profile}))
+    check_state(state, frozenset({profile}), _NOWHERE)
 
 
 # ---------------------------------------------------------------- comparing backends

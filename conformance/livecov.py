@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import capabilities
-from .load import LoadError, load_file, suite_files
+from .load import load_all
 from .model import Layer, Profile, Vector, VmType
 
 NESTED = "needs rmaps beside the TDP MMU: a nested (L2) guest, which no live run here has"
@@ -77,13 +77,9 @@ def in_scope(v: Vector, vm_types: frozenset[VmType]) -> bool:
 def check(suites: Sequence[str | Path], results: Sequence[str | Path], backend: str = "kernel",
           vm_types: Iterable[VmType] = (VmType.DEFAULT, VmType.SW_PROTECTED)) -> LiveReport:
     types = frozenset(vm_types)
-    vectors: dict[str, Vector] = {}
-    errors: list[str] = []
-    for path in suite_files(suites):
-        try:
-            vectors.update((v.id, v) for v in load_file(path).vectors)
-        except LoadError as err:
-            errors.append(str(err))
+    loaded = load_all(suites)
+    vectors: dict[str, Vector] = {v.id: v for v in loaded.vectors}
+    errors: list[str] = [str(e) for e in loaded.errors]
     scope = {vid: v for vid, v in vectors.items() if in_scope(v, types)}
     errors += [f"{v.path}:{v.line}: {vid} pins {v.pins!r}, which is no vector of the suite"
                for vid, v in vectors.items() if v.pins and v.pins not in vectors]

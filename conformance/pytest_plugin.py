@@ -1,7 +1,9 @@
 """The runner: TOML file -> one item per (vector, profile, backend) -> verdict.
 
-Loaded through the `pytest11` entry point. A bad vector file is one
-collection error; a backend that raises or hangs fails its own item.
+Loaded through the `pytest11` entry point. A file that cannot be read is
+one collection error; a bad vector in a good file is one error item, and
+the file's other vectors still run; a backend that raises or hangs fails
+its own item.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import pytest
 from .cache import load_cached
 from .contract import Backend, KnownFailure
 from .isolation import BackendRaised, Fault
-from .load import LoadError
+from .errors import LoadError
+from .load import SuiteFile, VectorError
 from .model import Profile, Vector
 from . import select, validate
 from .registry import Registry
@@ -151,24 +154,76 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         gc.freeze()
 
 
+@dataclass
+class Collected:
+    """What collection has seen so far: real files (a file reached twice,
+    through a symlink, is collected once) and vector ids (unique across files)."""
+
+    files: dict[str, Path]
+    ids: dict[str, str]
+
+
+COLLECTED = pytest.StashKey[Collected]()
+
+
+def _in_suites(path: Path, config: pytest.Config) -> bool:
+    return any(path.resolve().is_relative_to(s) for s in config.stash[SELECTION].suites)
+
+
+def _utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> Optional[bool]:
+    """Under a suite directory: no symlink loop, no name pytest cannot report."""
+    if SELECTION not in config.stash or not _in_suites(collection_path, config):
+        return None
+    if not _utf8(collection_path):
+        # pytest's own reports and cache encode node ids as UTF-8; say so instead of failing at the end
+        config.issue_config_time_warning(pytest.PytestConfigWarning(
+            f"{os.fsencode(collection_path).decode('utf-8', 'backslashreplace')}: the file name is not valid "
+            f"UTF-8; not collected (rename it)"), 2)
+        return True
+    if collection_path.is_dir() and collection_path.is_symlink():
+        real = collection_path.resolve()
+        if any(real == parent.resolve() for parent in collection_path.parents):
+            config.issue_config_time_warning(pytest.PytestConfigWarning(
+                f"{collection_path}: a symlink loop (it leads back to {real}); not followed"), 2)
+            return True
+    return None
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional["VectorFile"]:
-    if file_path.suffix != ".toml" or file_path.name == "flags.toml":
+    if file_path.suffix != ".toml" or file_path.name == "flags.toml" or not _in_suites(file_path, parent.config):
         return None
-    selection = parent.config.stash[SELECTION]
-    if not any(file_path.resolve().is_relative_to(s) for s in selection.suites):
-        return None
+    real = str(file_path.resolve())
+    if file_path.is_symlink() and _in_suites(Path(real), parent.config) and Path(real).is_file():
+        return None  # a link to a suite file: that file is collected under its own path
+    collected = parent.config.stash.setdefault(COLLECTED, Collected({}, {}))
+    if collected.files.setdefault(real, file_path) != file_path:
+        return None  # the same file through another path: collected once, under its first path
     return VectorFile.from_parent(parent, path=file_path)
 
 
 class VectorFile(pytest.File):
-    def collect(self) -> Iterator["VectorItem"]:
+    def collect(self) -> Iterator[pytest.Item]:
         selection = self.config.stash[SELECTION]
         try:
             suite = load_cached(self.path, selection.cache)
         except LoadError as err:
             raise self.CollectError(str(err)) from None
+        yield from self.load_errors(suite)
         for vector in suite.vectors:
-            local = vector.id.split("::", 1)[-1].replace("::", "/")  # '::' separates node-id parts
+            local = vector.id.split("::", 1)[-1]  # the one spelling: <id> or <table>/<row labels>
+            first = self.config.stash[COLLECTED].ids.setdefault(vector.id, f"{vector.path}:{vector.line}")
+            if first != f"{vector.path}:{vector.line}":
+                yield LoadErrorItem.from_parent(self, name=local, vector_id=vector.id, error=LoadError(
+                    vector.path, vector.line, "id", f"duplicate vector id {vector.id!r}: also at {first}"))
+                continue
             for profile in selection.profiles:
                 if profile not in vector.profiles:
                     continue
@@ -178,6 +233,31 @@ class VectorFile(pytest.File):
                     yield VectorItem.from_parent(
                         self, name=f"{local}[{backend.info.name}:{profile.value}]",
                         vector=vector, profile=profile, backend=backend)
+
+
+    def load_errors(self, suite: SuiteFile) -> Iterator[pytest.Item]:
+        for bad in suite.errors:
+            yield LoadErrorItem.from_parent(self, name=bad.id.split("::", 1)[-1], vector_id=bad.id, error=bad.error)
+
+
+class LoadErrorItem(pytest.Item):
+    """A vector or table that did not load: one error item naming file,
+    line and key, while the file's other vectors run."""
+
+    def __init__(self, *, vector_id: str, error: LoadError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vector_id, self.error = vector_id, error
+
+    def runtest(self) -> None:
+        self.user_properties.append((RESULT_KEY, json.dumps(Result(
+            self.nodeid, self.vector_id, "loader", "-", "error", str(self.error)).as_dict(), sort_keys=True)))
+        raise self.error
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Optional[str] = None) -> str:
+        return f"vector {self.vector_id} not loaded\n{excinfo.value}"
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, max(self.error.line - 1, 0), f"{self.vector_id} [not loaded]"
 
 
 class ItemFault(Exception):

@@ -41,8 +41,11 @@ class Document:
         return self._index.line(path)
 
     def error(self, violation: RuleViolation) -> LoadError:
-        """The violation, located in this file."""
-        return LoadError(self.path, self.line(violation.path), render(violation.path) or "<root>", violation.message)
+        """The violation, located in this file (with the line of the other key of a pair)."""
+        message = violation.message
+        if violation.other is not None:
+            message += f" (line {self.line(violation.other)})"
+        return LoadError(self.path, self.line(violation.path), render(violation.path) or "<root>", message)
 
 
 def read_document(path: str | os.PathLike[str]) -> Document:

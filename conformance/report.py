@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Optional
 
 import pytest
 
+from .flagreg import find_registry, suite_name
 from .registry import Registry
 
 # crashed: the backend's process died (a signal, an exit); timeout: it did not
@@ -36,16 +38,17 @@ class Result:
         return cls(**{**value, "ignored": tuple(value.get("ignored", ())), "where": dict(value.get("where", {}))})
 
 
-def from_nodeid(nodeid: str, outcome: str, detail: str) -> Optional[Result]:
+def from_nodeid(nodeid: str, outcome: str, detail: str, rootdir: Path = Path(".")) -> Optional[Result]:
     """A Result for an item whose own record never arrived (its process died
-    under xdist), from its node id `path::local[backend:profile]`."""
+    under xdist), from its node id `path::local[backend:profile]`; the
+    vector id is the file's name under its suite root, then `local`."""
     path, sep, rest = nodeid.partition("::")
     if not sep or not rest.endswith("]") or "[" not in rest:
         return None
     local, _, param = rest[:-1].rpartition("[")
     backend, _, profile = param.partition(":")
-    stem = path.rsplit("/", 1)[-1].removesuffix(".toml")
-    return Result(nodeid, f"{stem}::{local.replace('/', '::')}", backend, profile, outcome, detail)
+    file = str(rootdir / path)
+    return Result(nodeid, f"{suite_name(file, find_registry(file))}::{local}", backend, profile, outcome, detail)
 
 def matrix_lines(results: Iterable[Mapping[str, Any]]) -> list[str]:
     """One row per (backend, profile) with a count per outcome, from Result dicts."""
@@ -90,7 +93,7 @@ class MatrixReporter:
         if report.failed and report.nodeid not in self.results and report.nodeid.split("::", 1)[0].endswith(".toml"):
             # no record: the process running the item died (xdist reports "worker ... crashed")
             first = str(report.longrepr).strip().splitlines()[:1] or ["no report"]
-            found = from_nodeid(report.nodeid, "crashed", first[0])
+            found = from_nodeid(report.nodeid, "crashed", first[0], Path(str(self.config.rootpath)))
             if found is not None:
                 self.results[report.nodeid] = found
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
-from . import axes, capabilities
+from . import axes, capabilities, rules, schema
 from .axes import Axis, Combination, Space
-from .load import (
-    FileCtx, Node, check_keys, check_state, check_step, get_bool, get_choice, get_decision, get_enum_list, get_errno,
-    get_flag_refs, get_id, get_list, get_profiles, get_strings, get_text, make_vector,
-)
+from .build import FileCtx, make_vector
+from .errors import KeyPath, RuleViolation
+from .flagreg import flag_refs
 from .model import (
     CALL_OPS, OPERATIONS, PAGE_SIZE, Decision, Flag, Kind, Layer, Level, Mapping, MemslotDelete,
     MmuNotifierInvalidate, Observables, Operation, Profile, Root, SetMemoryAttributes, Slot, State, Step,
@@ -89,8 +88,6 @@ VARIANTS = ("live",)  # what a table's `variants` key may name
 PRESENT = {"none": (), "shared": (Kind.SHARED,), "private": (Kind.PRIVATE,), "both": (Kind.SHARED, Kind.PRIVATE)}
 CURRENT = {"shared": (), "private": ((RANGE_START, RANGE_END),), "mixed": (MIXED_PRIVATE,)}
 SCOPES = ("none", "range", "slot", "vm")
-TABLE_KEYS = ("id", "description", "profiles", "flags", "op", "columns", "rows", "variants")
-TABLE_REQUIRED = ("id", "description", "profiles", "flags", "op", "columns", "rows")
 
 
 # ---------------------------------------------------------------- operations a table can name
@@ -120,22 +117,21 @@ TABLE_OPS: dict[str, Callable[[dict[str, Any]], Operation]] = {
 @dataclass(frozen=True)
 class Expect:
     name: str
-    parse: Callable[[Node], Any]
+    type: schema.Type
     layers: frozenset[Layer] = frozenset(Layer)
     required: bool = True
+    wrap: Callable[[Any], Any] = lambda value: value
 
 
-def _scope(node: Node) -> str:
-    return get_choice(node, None, {s: s for s in SCOPES}, "scope")
-
-
+_SCOPE = schema.Choice("scope", {s: s for s in SCOPES})
 EXPECTS: tuple[Expect, ...] = (
-    Expect("decision", lambda n: get_decision(n, None)),
-    Expect("scope", _scope),
-    Expect("rmap_scope", _scope, required=False),  # where shadow leaves go, when it differs from scope
-    Expect("flush", get_bool),
-    Expect("warns", lambda n: frozenset(get_enum_list(n, None, WarnSite)), frozenset({Layer.CALL})),
-    Expect("errno", get_errno, frozenset({Layer.EVENT})),
+    Expect("decision", schema.Choice("decision", schema.EXPECTABLE_DECISIONS)),
+    Expect("scope", _SCOPE),
+    Expect("rmap_scope", _SCOPE, required=False),  # where shadow leaves go, when it differs from scope
+    Expect("flush", schema.Bool()),
+    Expect("warns", schema.Array(schema.enum_choice(WarnSite), distinct=True), frozenset({Layer.CALL}),
+           wrap=frozenset),
+    Expect("errno", schema.ERRNO, frozenset({Layer.EVENT})),
 )
 EXPECT_BY_NAME = {e.name: e for e in EXPECTS}
 FLAGS_COLUMN = "flags"
@@ -198,6 +194,7 @@ def live_attributes(values: dict[str, Any], kinds: Sequence[Kind]) -> tuple[tupl
 @dataclass(frozen=True)
 class _Table:
     file: FileCtx
+    at: KeyPath
     id: str
     description: str
     profile: Profile
@@ -207,50 +204,58 @@ class _Table:
     variants: tuple[str, ...] = ()
 
 
-def _profile(node: Node) -> Profile:
-    profiles = get_profiles(node)
+def _fail(at: KeyPath, message: str) -> NoReturn:
+    raise RuleViolation(at, message)
+
+
+def _profile(value: dict[str, Any], at: KeyPath) -> Profile:
+    profiles = schema.convert(value["profiles"], schema.PROFILES)
     if len(profiles) != 1:
-        node.at("profiles").fail("a table lists exactly one profile: its columns are that profile's axes")
-    return next(iter(profiles))
+        _fail(at + ("profiles",), "a table lists exactly one profile: its columns are that profile's axes")
+    return profiles[0]  # type: ignore[no-any-return]
 
 
-def _columns(node: Node, table: _Table) -> tuple[list[Axis], list[Expect], bool]:
+def _columns(names: Sequence[str], table: _Table) -> tuple[list[Axis], list[Expect], bool]:
     """The table's columns: every axis of the op, its expectations, optionally flags."""
+    at = table.at + ("columns",)
     op_axes = table.space.axes(table.op)
     layer = Layer.CALL if OPERATIONS[table.op] in CALL_OPS else Layer.EVENT
     expects = [e for e in EXPECTS if layer in e.layers]
     allowed = [a.name for a in op_axes] + [e.name for e in expects] + [FLAGS_COLUMN]
-    names = get_strings(node, "columns")
     for i, name in enumerate(names):
-        where = node.at("columns").at(i)
         if name not in allowed:
-            where.fail(f"unknown column {name!r}; allowed for {table.op} in {table.profile.value}: {', '.join(allowed)}")
+            _fail(at + (i,), f"unknown column {name!r}; allowed for {table.op} in {table.profile.value}: "
+                             f"{', '.join(allowed)}")
         if name in names[:i]:
-            where.fail(f"duplicate column {name!r}")
+            _fail(at + (i,), f"duplicate column {name!r}")
     required = [a.name for a in op_axes] + [e.name for e in expects if e.required]
     for name in required:
         if name not in names:
-            node.at("columns").fail(f"missing column {name!r}")
+            _fail(at, f"missing column {name!r}")
     by_name = {a.name: a for a in op_axes}
     return ([by_name[n] for n in names if n in by_name], [EXPECT_BY_NAME[n] for n in names if n in EXPECT_BY_NAME],
             FLAGS_COLUMN in names)
 
 
-def _choices(axis: Axis, cell: Node) -> list[tuple[str, Any]]:
+_ANY = schema.Table("any", (schema.Field("any", schema.Array(schema.Anything()), True),))
+
+
+def _choices(axis: Axis, cell: Any, at: KeyPath) -> list[tuple[str, Any]]:
     """A cell's (label, concrete value) choices: "*", {any = [...]}, or one value."""
-    if cell.value == WILDCARD:
+    if cell == WILDCARD:
         return [(label, axis.concrete(label)) for label in axis.values]
-    if isinstance(cell.value, dict):
-        check_keys(cell, ("any",), ("any",))
-        items = get_list(cell, "any")
+    if isinstance(cell, dict):
+        schema.check(cell, _ANY, at)
+        items = cell["any"]
         if len(items) < 2:
-            cell.at("any").fail("list at least two values (or write the value itself)")
-        choices = [(axis.label(value), value) for value in (axis.parse(item) for item in items)]
+            _fail(at + ("any",), "list at least two values (or write the value itself)")
+        choices = [(axis.label(value), value) for value in (axis.parse(item, at + ("any", i))
+                                                            for i, item in enumerate(items))]
         labels = [label for label, _ in choices]
         if len(set(labels)) != len(labels):
-            cell.at("any").fail(f"names a value twice: {', '.join(labels)}")
+            _fail(at + ("any",), f"names a value twice: {', '.join(labels)}")
         return choices
-    value = axis.parse(cell)
+    value = axis.parse(cell, at)
     return [(axis.label(value), value)]
 
 
@@ -266,7 +271,7 @@ def _row_id(axes_: Sequence[Axis], labels: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class _Row:
-    node: Node
+    at: KeyPath
     number: int
     expect: dict[str, Any]
     flags: tuple[Flag, ...]
@@ -287,8 +292,8 @@ def _expansions(table: _Table, row: _Row, cells: dict[str, list[tuple[str, Any]]
         reachable += 1
         yield labels, {n: value for n, (_, value) in zip(names, picks)}
     if not reachable and first_rule is not None:
-        where = replace(row.node, path=row.node.path + (first_rule.axes[-1],))
-        where.fail(f"names only combinations that cannot happen: {first_rule.reason} [{first_rule.kernel}]")
+        _fail(row.at + (first_rule.axes[-1],),
+              f"names only combinations that cannot happen: {first_rule.reason} [{first_rule.kernel}]")
 
 
 def _state(table: _Table, values: dict[str, Any], variant: str) -> tuple[State, list[tuple[Mapping, Leaf]]]:
@@ -305,11 +310,17 @@ def _state(table: _Table, values: dict[str, Any], variant: str) -> tuple[State, 
     return State(vm, slots, ranges, frozenset(m for m, _ in placed)), placed
 
 
+def row_id(table_id: str, key: str, variant: str = "") -> str:
+    """A row's local id, the one spelling node ids, results and expectation
+    patterns share: <table>/<row labels>, or <table>/<variant>/<row labels>."""
+    return f"{table_id}/{variant}/{key}" if variant else f"{table_id}/{key}"
+
+
 def _row_vector(table: _Table, row: _Row, labels: dict[str, str], values: dict[str, Any], variant: str = "") -> Vector:
     """Build one combination's state and step; apply the checks an explicit vector gets."""
-    node, profiles = row.node, frozenset({table.profile})
+    profiles = frozenset({table.profile})
     state, placed = _state(table, values, variant)
-    check_state(node, state, profiles)
+    rules.check_state(state, profiles, row.at)
     op = TABLE_OPS[table.op](values)
     call = op_layer(op) is Layer.CALL
     gone = [m for m, leaf in placed if zapped(state.vm, m, leaf, row.expect)]
@@ -321,13 +332,13 @@ def _row_vector(table: _Table, row: _Row, labels: dict[str, str], values: dict[s
         flush=flush, decision=row.expect["decision"] if call else None,
         warns=row.expect.get("warns"), errno=row.expect.get("errno"),
     )
-    check_step(node, op, expect, state.vm, profiles, {s.id: s for s in state.slots})
+    rules.check_step(op, expect, state.vm, profiles, {s.id: s for s in state.slots}, row.at)
     key = _row_id(table.space.axes(table.op), labels)
-    local, description = (f"{table.id}::{variant}::{key}", f"{table.description}: {key} ({variant} fixture)") \
-        if variant else (f"{table.id}::{key}", f"{table.description}: {key}")
-    vector = make_vector(table.file, local, description, profiles, row.flags, frozenset(), state,
-                         (Step(op, expect, node.line),), node.line)
-    pins = f"{table.file.stem}::{table.id}::{key}" if variant else ""
+    description = f"{table.description}: {key}" + (f" ({variant} fixture)" if variant else "")
+    line = table.file.line(row.at)
+    vector = make_vector(table.file, row_id(table.id, key, variant), description, profiles, row.flags, frozenset(),
+                         state, (Step(op, expect, line),), line)
+    pins = f"{table.file.name}::{row_id(table.id, key)}" if variant else ""
     return replace(vector, row=axes.combination(table.op, table.space.axes(table.op), labels), pins=pins)
 
 
@@ -340,73 +351,73 @@ def _variant_flush(table: _Table, row: _Row, values: dict[str, Any], zaps: bool)
         return False
     state, standard = _state(table, values, "")
     if not any(zapped(state.vm, m, leaf, row.expect) for m, leaf in standard):
-        row.node.fail("flushes without zapping a fixture leaf, so a fixture variant cannot tell its flush")
+        _fail(row.at, "flushes without zapping a fixture leaf, so a fixture variant cannot tell its flush")
     return zaps
 
 
-def _row_flags(table: _Table, node: Node) -> tuple[Flag, ...]:
-    where = replace(node, value={"flags": node.value}, path=node.path[:-1])
-    extra = get_flag_refs(where, "flags", table.file.flags, False)
+def _row_flags(table: _Table, cell: Any, at: KeyPath) -> tuple[Flag, ...]:
+    schema.check(cell, schema.Array(schema.Str()), at)
+    extra = flag_refs(tuple(cell), table.file.flags, at)
     return table.flags + tuple(f for f in extra if f not in table.flags)
 
 
-def _parse_row(table: _Table, node: Node, number: int, columns: tuple[list[Axis], list[Expect], bool],
-               names: Sequence[str]) -> tuple[_Row, dict[str, list[tuple[str, Any]]]]:
+def _parse_row(table: _Table, cells: list[Any], at: KeyPath, number: int,
+               columns: tuple[list[Axis], list[Expect], bool], names: Sequence[str]
+               ) -> tuple[_Row, dict[str, list[tuple[str, Any]]]]:
     input_axes, expects, has_flags = columns
-    cells = get_list(node)
     if len(cells) != len(names):
-        node.fail(f"has {len(cells)} cells but columns lists {len(names)}")
+        _fail(at, f"has {len(cells)} cells but columns lists {len(names)}")
     by_name = dict(zip(names, cells))
 
-    def named(column: str) -> Node:  # the key path and message name the column; the line is the row's
-        cell = by_name[column]
-        return replace(cell, path=node.path + (column,), prefix=f"{node.prefix}column {column}: ")
+    def named(column: str, parse: Callable[[Any, KeyPath], Any]) -> Any:
+        """A cell's key path names its column; its line is the row's."""
+        try:
+            return parse(by_name[column], at + (column,))
+        except RuleViolation as err:
+            raise RuleViolation(err.path, f"column {column}: {err.message}", err.other) from None
 
-    choices = {axis.name: _choices(axis, named(axis.name)) for axis in input_axes}
-    expect = {e.name: e.parse(named(e.name)) for e in expects}
-    flags = _row_flags(table, named(FLAGS_COLUMN)) if has_flags else table.flags
-    return _Row(node, number, expect, flags), choices
+    choices = {axis.name: named(axis.name, lambda v, p, a=axis: _choices(a, v, p)) for axis in input_axes}
+    expect = {e.name: named(e.name, lambda v, p, e=e: e.wrap(schema.parse(v, e.type, p))) for e in expects}
+    flags = named(FLAGS_COLUMN, lambda v, p: _row_flags(table, v, p)) if has_flags else table.flags
+    return _Row(at, number, expect, flags), choices
 
 
-def expand_table(node: Node, file: FileCtx) -> list[Vector]:
+def expand_table(value: Any, at: KeyPath, file: FileCtx) -> list[Vector]:
     """One [[table]] -> its row vectors, in row order."""
-    check_keys(node, TABLE_KEYS, TABLE_REQUIRED)
-    table_id = get_id(node)
-    description = get_text(node, "description")
-    profile = _profile(node)
-    flags = get_flag_refs(node, "flags", file.flags)
+    schema.check(value, schema.DECISION_TABLE, at)
+    profile = _profile(value, at)
+    flags = flag_refs(tuple(value["flags"]), file.flags, at + ("flags",))
     space = axes.SPACES[profile]
-    op = get_choice(node, "op", {name: name for name in space.ops}, f"{profile.value} table op")
-    variants = _variants(node, op)
-    table = _Table(file, table_id, description, profile, flags, op, space, variants)
-    columns = _columns(node, table)
-    names = get_strings(node, "columns")
-    rows = get_list(node, "rows")
-    if not rows:
-        node.at("rows").fail("a table needs at least one row")
+    op = schema.parse(value["op"], schema.Choice(f"{profile.value} table op", {n: n for n in space.ops}), at + ("op",))
+    variants = _variants(value, op, at)
+    table = _Table(file, at, value["id"], value["description"], profile, flags, op, space, variants)
+    names = value["columns"]
+    columns = _columns(names, table)
     seen: dict[Combination, int] = {}
     vectors = []
-    for number, row_node in enumerate(rows):
-        row_node = replace(row_node, prefix=f"table {table_id!r} row {number}: ")
-        row, choices = _parse_row(table, row_node, number, columns, names)
-        for labels, values in _expansions(table, row, choices):
-            combo = axes.combination(op, space.axes(op), labels)
-            if combo in seen:
-                row_node.fail(f"duplicate row: {_row_id(space.axes(op), labels)} is also named by row {seen[combo]}")
-            seen[combo] = number
-            vectors.append(_row_vector(table, row, labels, values))
-            vectors.extend(_row_vector(table, row, labels, values, variant) for variant in table.variants)
+    for number, cells in enumerate(value["rows"]):
+        row_at = at + ("rows", number)
+        try:
+            row, choices = _parse_row(table, cells, row_at, number, columns, names)
+            for labels, values in _expansions(table, row, choices):
+                combo = axes.combination(op, space.axes(op), labels)
+                if combo in seen:
+                    _fail(row_at, f"duplicate row: {_row_id(space.axes(op), labels)} is also named by row "
+                                  f"{seen[combo]}")
+                seen[combo] = number
+                vectors.append(_row_vector(table, row, labels, values))
+                vectors.extend(_row_vector(table, row, labels, values, variant) for variant in table.variants)
+        except RuleViolation as err:  # say which row, whatever rule it broke
+            raise RuleViolation(err.path, f"table {table.id!r} row {number}: {err.message}", err.other) from None
     return vectors
 
 
-def _variants(node: Node, op: str) -> tuple[str, ...]:
+def _variants(value: dict[str, Any], op: str, at: KeyPath) -> tuple[str, ...]:
     """`variants = ["live"]`: every row again on the live fixture (event ops only)."""
-    if "variants" not in node.value:
-        return ()
-    names = get_strings(node, "variants")
+    names = value.get("variants", [])
     for i, name in enumerate(names):
         if name not in VARIANTS:
-            node.at("variants").at(i).fail(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
-    if OPERATIONS[op] in CALL_OPS:
-        node.at("variants").fail("the live fixture is for event operations; call-layer rows need no live variant")
+            _fail(at + ("variants", i), f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    if names and OPERATIONS[op] in CALL_OPS:
+        _fail(at + ("variants",), "the live fixture is for event operations; call-layer rows need no live variant")
     return tuple(dict.fromkeys(names))

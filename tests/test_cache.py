@@ -56,12 +56,20 @@ def test_corrupt_entry_falls_back_to_loading(project: Path, tmp_path: Path) -> N
     assert cache.load_cached(project, tmp_path / "c") == load.load_file(project)
 
 
-def test_errors_are_never_cached(project: Path, tmp_path: Path) -> None:
-    project.write_text(project.read_text().replace('type = "TDX"', 'type = "TDZ"', 1))
+def test_file_errors_are_never_cached(project: Path, tmp_path: Path) -> None:
+    project.write_text(project.read_text().replace("format = 1", "format = 7", 1))
     for _ in range(2):
-        with pytest.raises(load.LoadError, match="vm.type"):
+        with pytest.raises(load.LoadError, match="suite.format"):
             cache.load_cached(project, tmp_path / "c")
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_vector_errors_come_back_from_the_cache(project: Path, tmp_path: Path) -> None:
+    """A bad vector is part of the file's load: the cached load returns it again."""
+    project.write_text(project.read_text().replace('type = "TDX"', 'type = "TDZ"', 1))
+    first = cache.load_cached(project, tmp_path / "c")
+    again = cache.load_cached(project, tmp_path / "c")
+    assert first == again and len(again.errors) == 1 and again.errors[0].error.key.endswith("vm.type")
 
 
 def test_no_directory_means_no_cache(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,7 +59,7 @@ def test_the_matrix_leaves_out_vectors_over_the_leaf_budget(capsys):
     flags = ROOT / "suites" / "event" / "memslot-flags.toml"
     vectors = load_file(flags).vectors
     big = [v for v in vectors if killmatrix.leaf_count(v) > killmatrix.DEFAULT_MAX_LEAVES]
-    assert [v.id for v in big] == ["memslot-flags::enable-then-disable-1g"]  # a split 1G page: 262144 leaves
+    assert [v.id for v in big] == ["event/memslot-flags::enable-then-disable-1g"]  # a split 1G page: 262144 leaves
     kept, left_out = killmatrix.within_budget(vectors, killmatrix.DEFAULT_MAX_LEAVES)
     assert left_out == big and len(kept) == len(vectors) - 1
     assert killmatrix.within_budget(vectors, 0) == (list(vectors), [])

@@ -204,13 +204,69 @@ def test_unobservable_is_ignored_visibly(tmp_path: Path) -> None:
         "step 1 (unmap_gfn_range, line 27): decision (not declared observable by the backend)"]
 
 
-def test_bad_file_is_one_collection_error_and_the_rest_runs(tmp_path: Path) -> None:
-    env = scratch_project(tmp_path, "ok", {"suites/broken.toml": VECTOR.replace('type = "TDX"', 'type = "TDZ"')})
+def _second_vector(text: str) -> str:
+    """The file's [[vector]] again, under another id."""
+    vector = text[text.index("[[vector]]"):]
+    return vector.replace('id = "tdx-notifier"', 'id = "tdx-notifier-again"')
+
+
+def test_bad_vector_is_one_error_item_and_the_rest_of_its_file_runs(tmp_path: Path) -> None:
+    broken = VECTOR.replace('type = "TDX"', 'type = "TDZ"') + "\n" + _second_vector(VECTOR)
+    env = scratch_project(tmp_path, "ok", {"suites/broken.toml": broken})
+    report = tmp_path / "out.json"
+    out = run_pytest(tmp_path, env, "suites", "--backend", "reference", "--conformance-json", str(report))
+    assert out.returncode != 0
+    assert "suites/broken.toml:12: vector[0].vm.type: unknown VmType 'TDZ'" in out.stdout
+    assert "FAILED suites/broken.toml::tdx-notifier - " in out.stdout
+    assert "PASSED suites/broken.toml::tdx-notifier-again[reference:mainline]" in out.stdout
+    assert "PASSED suites/scratch.toml::tdx-notifier[reference:mainline]" in out.stdout
+    errors = [r for r in json.loads(report.read_text()) if r["outcome"] == "error"]
+    assert [(r["vector"], r["backend"]) for r in errors] == [("broken::tdx-notifier", "loader")]
+
+
+def test_unreadable_file_is_one_collection_error_and_the_rest_runs(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok", {"suites/broken.toml": VECTOR.replace("[suite]", "[suite", 1)})
     out = run_pytest(tmp_path, env, "suites", "--backend", "reference")
     assert out.returncode != 0
-    assert "suites/broken.toml:12: vector[0].vm.type" in out.stdout
+    assert "suites/broken.toml:1: <toml>" in out.stdout
     assert "PASSED suites/scratch.toml::tdx-notifier[reference:mainline]" in out.stdout
     assert "vector file not loaded: suites/broken.toml" in out.stdout
+
+
+def test_vector_ids_are_unique_across_files(tmp_path: Path) -> None:
+    """A nested flag registry starts a second suite root, where a file can
+    repeat an id: the first keeps it, the second is an error item."""
+    env = scratch_project(tmp_path, "ok")
+    sub = tmp_path / "suites" / "sub"
+    sub.mkdir()
+    (sub / "flags.toml").write_text((tmp_path / "suites" / "flags.toml").read_text())
+    (sub / "scratch.toml").write_text(VECTOR)
+    (tmp_path / "suites" / "linked.toml").symlink_to(tmp_path / "suites" / "scratch.toml")
+    out = run_pytest(tmp_path, env, "suites", "--backend", "reference")
+    assert out.returncode == 1, out.stdout
+    assert "PASSED suites/scratch.toml::tdx-notifier[reference:mainline]" in out.stdout
+    assert "duplicate vector id 'scratch::tdx-notifier': also at" in out.stdout
+    assert "FAILED suites/sub/scratch.toml::tdx-notifier - " in out.stdout
+    assert "linked.toml" not in out.stdout  # the same real file is collected once
+
+
+def test_symlink_loop_is_followed_once_with_a_warning(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok")
+    (tmp_path / "suites" / "loop").symlink_to(tmp_path / "suites", target_is_directory=True)
+    out = run_pytest(tmp_path, env, "suites", "--backend", "reference")
+    assert out.returncode == 0, out.stdout
+    assert out.stdout.count("::tdx-notifier[reference:mainline]") == 1, out.stdout
+    assert "a symlink loop" in out.stdout
+
+
+def test_non_utf8_file_name_is_reported_not_fatal(tmp_path: Path) -> None:
+    env = scratch_project(tmp_path, "ok")
+    bad = os.path.join(os.fsencode(tmp_path / "suites"), b"bad\xff.toml")
+    with open(bad, "wb") as out_file:
+        out_file.write(VECTOR.encode())
+    out = run_pytest(tmp_path, env, "suites", "--backend", "reference", "-p", "cacheprovider")
+    assert "not valid UTF-8" in out.stdout, out.stdout
+    assert "conformance matrix" in out.stdout and "PASSED suites/scratch.toml::tdx-notifier" in out.stdout
 
 
 def test_xdist_collects_the_same_items(tmp_path: Path) -> None:
@@ -266,7 +322,7 @@ def test_cli_validate(tmp_path: Path, good: bool) -> None:
     out = subprocess.run([sys.executable, "-m", "conformance", "validate", "suites"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == (0 if good else 1)
-    assert ("1 vectors loaded, 0 file(s)" if good else "suites/scratch.toml:18: vector[0].slot[0].npages: 0 is below the minimum 1") in out.stdout
+    assert ("1 vectors loaded from 1 file(s), 0 error(s)" if good else "suites/scratch.toml:18: vector[0].slot[0].npages: 0 is below the minimum 1") in out.stdout
 
 
 def test_vector_cache_sees_an_edited_file(tmp_path: Path) -> None:

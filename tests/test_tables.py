@@ -32,7 +32,7 @@ def _suite(tmp_path: Path, body: str, name: str = "t.toml"):
     (tmp_path / "flags.toml").write_text(FLAGS)
     path = tmp_path / name
     path.write_text(HEADER + body)
-    return load_file(path)
+    return load_file(path).strict()
 
 
 def _table(profile: str, op: str, columns: str, *rows: str, table_id: str = "t") -> str:
@@ -54,8 +54,8 @@ def test_tdx_row(tmp_path):
                   '["TDX", true, false, true, ["SET_MEM_ATTR"], "PRIVATE", true, "both", "shared", "range", true, [], ["extra"]]',
                   '["TDX", true, false, true, ["SET_MEM_ATTR", "RESTRICTED_MEM"], 3, false, "private", "none", "range", false, [], []]')
     first, second = _suite(tmp_path, body).vectors
-    assert first.id == "t::t::TDX-tdp_mmu-no_rmaps-slot_private-SET_MEM_ATTR-PRIVATE-flush_in-both"
-    assert second.id == "t::t::TDX-tdp_mmu-no_rmaps-slot_private-RESTRICTED_MEM+SET_MEM_ATTR-invalid-no_flush_in-private"
+    assert first.id == "t::t/TDX-tdp_mmu-no_rmaps-slot_private-SET_MEM_ATTR-PRIVATE-flush_in-both"
+    assert second.id == "t::t/TDX-tdp_mmu-no_rmaps-slot_private-RESTRICTED_MEM+SET_MEM_ATTR-invalid-no_flush_in-private"
     assert (first.line, first.steps[0].line, second.line) == (13, 13, 14)
     assert [f.name for f in first.flags] == ["basic", "extra"] and [f.name for f in second.flags] == ["basic"]
     assert first.row == (("op", "unmap_gfn_range"), ("vm", "TDX"), ("tdp_mmu", "true"), ("rmaps", "false"),
@@ -220,7 +220,7 @@ def test_a_live_variant_pins_its_row_with_leaves_a_kernel_can_build(tmp_path):
         '["SW_PROTECTED", true, false, 0, "mixed", "both", "both", "range", true, "OK"]')).vectors
     standard, live = rows
     assert standard.pins == "" and live.pins == standard.id
-    assert live.id == "t::t::live::SW_PROTECTED-tdp_mmu-no_rmaps-0-mixed-both" and live.row == standard.row
+    assert live.id == "t::t/live/SW_PROTECTED-tdp_mmu-no_rmaps-0-mixed-both" and live.row == standard.row
     assert "attribute-mismatch" in standard.requires and "huge:private" in standard.requires
     assert not {"attribute-mismatch", "huge:private", "huge:1G"} & live.requires
     # mixed: the head [S, 0x40400) is private; the private leaves outside [S, E) keep their own pages
