@@ -142,6 +142,24 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The published JSON Schemas: print one, write them, or check the shipped ones."""
+    from . import json_schema
+
+    if args.write:
+        for path in json_schema.write():
+            print(f"written: {path}")
+        return 0
+    if args.check:
+        stale = json_schema.stale()
+        for path in stale:
+            print(f"stale: {path} (regenerate with: python -m conformance schema --write)")
+        return 1 if stale else 0
+    document = json_schema.PUBLISHED[f"{args.which}.schema.json"]
+    print(json_schema.render(document), end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fz.add_argument("--proposer", default="reference", help="whose observation a written vector expects")
     fz.add_argument("--out", default="fuzz-findings", help="directory for written vectors")
     fz.set_defaults(func=cmd_fuzz)
+    sch = sub.add_parser("schema", help="the vector format as JSON Schema (for editors such as Taplo)")
+    sch.add_argument("which", nargs="?", default="vector-file", choices=["vector-file", "flag-registry"],
+                     help="which schema to print (default vector-file)")
+    sch.add_argument("--write", action="store_true", help="regenerate the files shipped in conformance/schemas/")
+    sch.add_argument("--check", action="store_true", help="fail if the shipped files are stale")
+    sch.set_defaults(func=cmd_schema)
     guest_cli.register(sub)
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
     sub.choices["coverage"].add_argument("--list-unreachable", action="store_true",

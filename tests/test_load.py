@@ -8,7 +8,7 @@ import pytest
 
 from conformance import capabilities
 from conformance.lines import LineIndex, render
-from conformance.load import LoadError, SuiteFile, load_file, load_flags
+from conformance.load import SymlinkLoopWarning, load_all, suite_files, LoadError, SuiteFile, load_file, load_flags
 from conformance.model import (
     MEM_LOG_DIRTY_PAGES, MEMORY_ATTRIBUTE_PRIVATE, Decision, Kind, Level, Mapping, MemslotDelete, MemslotSetFlags,
     MmuNotifierInvalidate, Profile, Root,
@@ -51,6 +51,24 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "misaligned_2m.toml": (17, "vector[0].initial.mappings[1].gfn", "misaligned: gfn 0x500"),
     "mapping_outside_slot.toml": (17, "vector[0].initial.mappings[1].gfn", "mapping outside any slot"),
     "mirror_non_tdx.toml": (16, "vector[0].initial.mappings[0].root", "mirror roots only exist in TDX VMs"),
+    # explicit vectors obey the reachability rules of docs/spec.md section 1.1
+    "private_leaf_default_vm.toml": (16, "vector[0].initial.mappings[0].kind",
+                                     "private mappings exist only in VMs with private memory"),
+    "private_range_default_vm.toml": (15, "vector[0].initial.private[0]",
+                                      "a VM without private memory supports no memory attribute"),
+    "mirror_leaf_non_private_slot.toml": (17, "vector[0].initial.mappings[0].kind",
+                                          "a private leaf needs a private-capable slot (GUEST_MEMFD/PRIVATE); slot 0"),
+    "snp_private_leaf_non_gmem_slot.toml": (16, "vector[0].initial.mappings[0].kind",
+                                            "a private leaf needs a private-capable slot"),
+    # every integer has a bound
+    "slot_id_too_big.toml": (14, "vector[0].slot[0].id", "0x100000000000000000000 is above the maximum 0x7fff"),
+    "errno_too_big.toml": (18, "vector[0].step[0].expect.errno", "is above the maximum 0xfff"),
+    "errno_negative.toml": (18, "vector[0].step[0].expect.errno", "-0x16 is below the minimum 0"),
+    "address_beyond_u64.toml": (14, "vector[0].step[0].address", "is above the maximum 0xffffffffffffffff"),
+    # per-vector errors and ids
+    "bad_second_of_three.toml": (19, "vector[1].step[0].bogus", "unknown key 'bogus'; allowed keys: op, expect"),
+    "pins_bad_id.toml": (10, "vector[0].pins", "bad vector id 'no id here'"),
+    "table_row_id_duplicate_vector.toml": (14, "table[0].id", "duplicate id 't' (first used at line 5)"),
     "huge_mirror.toml": (17, "vector[0].initial.mappings[1].level", "mirror mappings must be 4K, got 2M"),
     "tdx_direct_no_shared_bit.toml": (17, "vector[0].initial.mappings[1].gfn", "lacks the shared bit 0x8000000000"),
     "kind_required.toml": (17, "vector[0].initial.mappings[1].kind", "kind required"),
@@ -366,3 +384,63 @@ def test_release_tags():
     assert capabilities.linux_tag("6.18.44-fc-v857") == "linux:6.18" and capabilities.linux_tag("x") is None
     assert capabilities.known("since:6.13") and not capabilities.known("since:06.1")
     assert not capabilities.known("before:6.13")
+
+
+def test_a_bad_vector_leaves_the_others_loaded():
+    suite = load_file(MALFORMED / "bad_second_of_three.toml")
+    assert [v.id for v in suite.vectors] == ["bad_second_of_three::good-one", "bad_second_of_three::good-two"]
+    assert [e.id for e in suite.errors] == ["bad_second_of_three::bad"]
+
+
+def test_validate_reports_every_bad_vector(tmp_path):
+    """Not just each file's first: two bad vectors in one file, one in another."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(MALFORMED / "flags.toml", tmp_path / "flags.toml")
+    text = (MALFORMED / "bad_second_of_three.toml").read_text()
+    (tmp_path / "a.toml").write_text(text.replace('id = "good-two"', 'id = "bad two"'))
+    shutil.copy(MALFORMED / "errno_negative.toml", tmp_path / "b.toml")
+    out = subprocess.run([sys.executable, "-m", "conformance", "validate", str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1
+    lines = [line for line in out.stdout.splitlines() if ": " in line and line.startswith(str(tmp_path))]
+    assert [line.split(": ")[1] for line in lines] == ["vector[1].step[0].bogus", "vector[2].id",
+                                                       "vector[0].step[0].expect.errno"], out.stdout
+    assert "1 vectors loaded from 2 file(s), 3 error(s)" in out.stdout
+
+
+def test_vector_ids_carry_the_suite_relative_path():
+    ids = {v.id for v in load_all([ROOT / "suites"]).vectors}
+    assert "live/memslot::delete-shadow-slot-zaps-slot" in ids or any(i.startswith("live/memslot::") for i in ids)
+    assert any(i.startswith("event/memslot::") for i in ids)
+    assert any(i.startswith("tables/mainline-events::mmu-notifier/") for i in ids)
+    assert not any(i.count("::") != 1 for i in ids)
+
+
+def test_nested_registry_ids_clash_and_the_later_is_an_error(tmp_path):
+    import shutil
+
+    shutil.copy(MALFORMED / "flags.toml", tmp_path / "flags.toml")
+    (tmp_path / "sub").mkdir()
+    shutil.copy(MALFORMED / "flags.toml", tmp_path / "sub" / "flags.toml")
+    text = (MALFORMED / "bad_second_of_three.toml").read_text()
+    good = text.replace(', bogus = 1', '')
+    (tmp_path / "x.toml").write_text(good)
+    (tmp_path / "sub" / "x.toml").write_text(good)
+    loaded = load_all([tmp_path])
+    assert len(loaded.vectors) == 3 and len(loaded.errors) == 3
+    assert all("duplicate vector id 'x::" in e.message and e.path.endswith("sub/x.toml") for e in loaded.errors)
+
+
+def test_symlinked_directory_loop_is_walked_once_with_a_warning(tmp_path):
+    import shutil
+
+    shutil.copy(MALFORMED / "flags.toml", tmp_path / "flags.toml")
+    (tmp_path / "x.toml").write_text((MALFORMED / "bad_second_of_three.toml").read_text().replace(", bogus = 1", ""))
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "again.toml").symlink_to(tmp_path / "x.toml")
+    with pytest.warns(SymlinkLoopWarning, match="a symlink loop"):
+        files = suite_files([tmp_path])
+    assert [f.name for f in files] == ["again.toml"] or [f.name for f in files] == ["x.toml"]
