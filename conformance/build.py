@@ -93,10 +93,10 @@ def _slot(value: dict[str, Any]) -> Slot:
 
 
 def _ranges(initial: dict[str, Any], key: str, vm: Vm, at: KeyPath) -> tuple[tuple[int, int], ...]:
-    ranges = [tuple(r) for r in initial.get(key, ())]
+    ranges = [(start, end) for start, end in initial.get(key, ())]
     paths = [at + (key, i) for i in range(len(ranges))]
-    rules.check_private_ranges(ranges, vm, paths)  # type: ignore[arg-type]
-    return tuple(sorted(ranges))  # type: ignore[arg-type]
+    rules.check_private_ranges(ranges, vm, paths)
+    return tuple(sorted(ranges))
 
 
 def _host_huge(initial: dict[str, Any], slots: tuple[Slot, ...], at: KeyPath) -> tuple[tuple[int, int, Level], ...]:
@@ -127,14 +127,16 @@ def _mappings(values: list[Any], vm: Vm, profiles: frozenset[Profile], at: KeyPa
     each must lie inside a slot."""
     paths = [at + (i,) for i in range(len(values))]
     runs = []
+    leaves = rules.LeafChecker(vm, profiles)
     for value, path in zip(values, paths):
         first, count = _mapping(value, vm, path), value.get("count", 1)
-        rules.check_run(first, count, vm, profiles, path)
+        rules.check_run(first, count, vm, profiles, path, leaves)
         runs.append((first, count))
     if slots is not None:
         rules.check_in_slots(runs, vm, slots, paths)
     rules.check_leaves(runs, paths)
-    return frozenset(leaf for first, count in runs for leaf in rules.expand(first, count))
+    singles = [first for first, count in runs if count == 1]
+    return frozenset(singles).union(*(rules.expand(first, count) for first, count in runs if count > 1))
 
 
 def _op(value: dict[str, Any], profiles: frozenset[Profile], at: KeyPath) -> Operation:

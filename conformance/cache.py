@@ -49,7 +49,8 @@ def load_cached(path: Path, directory: Optional[Path]) -> load.SuiteFile:
     if entry is None:
         return load.load_file(path)
     try:
-        return pickle.loads(entry.read_bytes())
+        cached: load.SuiteFile = pickle.loads(entry.read_bytes())
+        return cached
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError):
         pass  # absent, unreadable or from an older model: load afresh
     suite = load.load_file(path)

@@ -152,8 +152,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
         return 0
     if args.check:
         stale = json_schema.stale()
-        for path in stale:
-            print(f"stale: {path} (regenerate with: python -m conformance schema --write)")
+        for name in stale:
+            print(f"stale: {name} (regenerate with: python -m conformance schema --write)")
         return 1 if stale else 0
     document = json_schema.PUBLISHED[f"{args.which}.schema.json"]
     print(json_schema.render(document), end="")
@@ -207,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.choices["coverage"].add_argument("--live-backend", default="kernel", help="the live backend (default kernel)")
     sub.choices["coverage"].add_argument("--verbose", action="store_true", help="with --live: list every rule")
     args = parser.parse_args(argv)
-    return args.func(args)
+    status: int = args.func(args)
+    return status
 
 
 if __name__ == "__main__":

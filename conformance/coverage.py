@@ -72,7 +72,8 @@ def profile_coverage(space: Space, vectors: Sequence[Vector]) -> ProfileCoverage
     named: dict[Combination, list[str]] = defaultdict(list)
     for vector in rows:
         named[vector.row].append(_where(vector))
-    ops, missing, removed = [], [], Counter()
+    ops, missing = [], []
+    removed: Counter[Unreachable] = Counter()
     known: dict[Combination, object] = {}  # every combination of the space -> its blocking rule or None
     for op in space.ops:
         total = reachable = covered = 0

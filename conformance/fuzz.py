@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import seed as hypothesis_seed
@@ -109,17 +109,21 @@ def _op(draw: Any, profile: Profile, vm: Vm, slots: dict[int, Slot]) -> Operatio
         start, end = _span(draw, slot.base_gfn, slot.end_gfn)
         if kind == "unmap":
             return _unmap(draw, profile, slot, start, end)
-        return {"zap_memslot": lambda: ZapMemslot(slot.id), "delete": lambda: MemslotDelete(slot.id),
+        makers: dict[str, Callable[[], Operation]] = {
+                "zap_memslot": lambda: ZapMemslot(slot.id), "delete": lambda: MemslotDelete(slot.id),
                 "punch_hole": lambda: GmemPunchHole(slot.id, start, end),
-                "move": lambda: MemslotMove(slot.id, draw(st.integers(0, 8)) * 0x800)}[kind]()
+                "move": lambda: MemslotMove(slot.id, draw(st.integers(0, 8)) * 0x800)}
+        return makers[kind]()
     start, end = _span(draw, 0, top)
     if kind == "set_attributes":
         attributes = draw(st.sampled_from((0, MEMORY_ATTRIBUTE_PRIVATE)))
         return SetMemoryAttributes(start * PAGE_SIZE, (end - start) * PAGE_SIZE, attributes)
-    return {"zap_gfn_range": lambda: ZapGfnRange(start, end), "zap_all_fast": ZapAllFast, "zap_all": ZapAll,
+    others: dict[str, Callable[[], Operation]] = {
+            "zap_gfn_range": lambda: ZapGfnRange(start, end), "zap_all_fast": ZapAllFast, "zap_all": ZapAll,
             "mmu_notifier": lambda: MmuNotifierInvalidate(draw(st.integers(0, vm.address_spaces - 1)), start, end),
             "memory_type": lambda: MemoryTypeChange(start, end), "vm_destroy": VmDestroy,
-            "disable_quirk": lambda: DisableQuirk(Quirk.SLOT_ZAP_ALL)}[kind]()
+            "disable_quirk": lambda: DisableQuirk(Quirk.SLOT_ZAP_ALL)}
+    return others[kind]()
 
 
 def _unmap(draw: Any, profile: Profile, slot: Slot, start: int, end: int) -> UnmapGfnRange:
@@ -145,7 +149,7 @@ def vectors(draw: Any, profiles: Sequence[Profile] = tuple(Profile)) -> Vector:
             if not any((l.as_id, l.root) == (leaf.as_id, leaf.root) and l.gfn < leaf.end and leaf.gfn < l.end
                        for l in leaves):
                 leaves.append(leaf)
-    private_ranges = ()
+    private_ranges: tuple[tuple[int, int], ...] = ()
     if vm.private_mem and draw(st.booleans()):
         private_ranges = tuple(_span(draw, s.base_gfn, s.end_gfn) for s in slots if s.private)[:1]
     live = {s.id: s for s in slots}

@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from . import capabilities
 from .load import load_all
@@ -104,8 +104,8 @@ def check(suites: Sequence[str | Path], results: Sequence[str | Path], backend: 
     return LiveReport(tuple(units), passed_items, runs, distinct, len(scope), tuple(errors))
 
 
-def run_of(results: list[dict], scope: dict[str, Vector]) -> Run:
-    where = next((r["where"] for r in results if r.get("where")), {})
+def run_of(results: list[dict[str, Any]], scope: dict[str, Vector]) -> Run:
+    where: dict[str, str] = next((r["where"] for r in results if r.get("where")), {})
     if not where:
         return Run("unknown machine", 0, 0, 0)
     tdp = where.get("tdp_mmu") == "Y"

@@ -24,7 +24,7 @@ from .contract import Backend, KnownFailure
 from .isolation import BackendRaised, Fault
 from .errors import LoadError
 from .load import SuiteFile, VectorError
-from .model import Profile, Vector
+from .model import Observation, Profile, Vector
 from . import select, validate
 from .registry import Registry
 from .report import RESULT_KEY, MatrixReporter, Result
@@ -295,7 +295,7 @@ class VectorItem(pytest.Item):
             pytest.skip("unmet: " + "; ".join(unmet))
         returned = self.call_backend()
         bad = validate.problem(returned, self.vector)
-        if bad is not None:
+        if bad is not None or not isinstance(returned, Observation):
             self.fail_item("error", f"backend {info.name} returned {bad}")
         try:
             verdict = judge(self.vector, returned, info.observables)

@@ -10,6 +10,7 @@ which slot) fixed by construction, never computed by a backend.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, NoReturn, Sequence
@@ -43,14 +44,14 @@ class Leaf:
     in_range: bool
 
 
-SHARED_SET = (
+SHARED_SET: tuple[Leaf, ...] = (
     Leaf(0x40000, Level.L4K, 1, False),
     Leaf(0x40200, Level.L2M, 1, True),  # straddles S
     Leaf(0x40400, Level.L4K, 1, True),
     Leaf(0x80000, Level.L1G, 1, True),  # straddles E
     Leaf(0x100000, Level.L4K, 2, False),
 )
-PRIVATE_SET = (
+PRIVATE_SET: tuple[Leaf, ...] = (
     Leaf(0x40001, Level.L4K, 1, False),
     Leaf(0x40401, Level.L4K, 1, True),
     Leaf(0x40600, Level.L2M, 1, True),  # 4K when placed in a TDX mirror root
@@ -64,7 +65,7 @@ FIXTURE_SETS = {Kind.SHARED: SHARED_SET, Kind.PRIVATE: PRIVATE_SET}
 # private leaves only (guest_memfd has 4K folios), and every leaf's kind
 # equal to its GFNs' attribute (a fault maps only that kind; a conversion
 # zaps the other). The attributes follow the row (below).
-LIVE_SHARED_SET = (
+LIVE_SHARED_SET: tuple[Leaf, ...] = (
     Leaf(0x40000, Level.L4K, 1, False),
     Leaf(0x40200, Level.L2M, 1, True),  # straddles S
     Leaf(0x40400, Level.L4K, 1, True),
@@ -72,7 +73,7 @@ LIVE_SHARED_SET = (
     Leaf(0x80200, Level.L4K, 1, False),  # starts at E
     Leaf(0x100000, Level.L4K, 2, False),
 )
-LIVE_PRIVATE_SET = (
+LIVE_PRIVATE_SET: tuple[Leaf, ...] = (
     Leaf(0x40001, Level.L4K, 1, False),
     Leaf(0x40300, Level.L4K, 1, True),  # in the head [S, 0x40400): present only where the head is private
     Leaf(0x40401, Level.L4K, 1, True),
@@ -82,7 +83,7 @@ LIVE_PRIVATE_SET = (
     Leaf(0x100001, Level.L4K, 2, False),
 )
 LIVE_HEAD_LEAF = 0x40300
-FIXTURES = {"": FIXTURE_SETS, "live": {Kind.SHARED: LIVE_SHARED_SET, Kind.PRIVATE: LIVE_PRIVATE_SET}}
+FIXTURES: dict[str, dict[Kind, tuple[Leaf, ...]]] = {"": FIXTURE_SETS, "live": {Kind.SHARED: LIVE_SHARED_SET, Kind.PRIVATE: LIVE_PRIVATE_SET}}
 VARIANTS = ("live",)  # what a table's `variants` key may name
 
 PRESENT = {"none": (), "shared": (Kind.SHARED,), "private": (Kind.PRIVATE,), "both": (Kind.SHARED, Kind.PRIVATE)}
@@ -148,7 +149,7 @@ def _tdp_leaf(vm: Vm, kind: Kind, leaf: Leaf) -> Mapping:
 
 def place_fixture(vm: Vm, kinds: Sequence[Kind], variant: str = "") -> list[tuple[Mapping, Leaf]]:
     """The fixture leaves for the selected sets, each with its labels."""
-    placed = []
+    placed: list[tuple[Mapping, Leaf]] = []
     for kind in kinds:
         for leaf in FIXTURES[variant][kind]:
             if vm.tdp_mmu:
@@ -361,6 +362,14 @@ def _row_flags(table: _Table, cell: Any, at: KeyPath) -> tuple[Flag, ...]:
     return table.flags + tuple(f for f in extra if f not in table.flags)
 
 
+def _axis_cell(axis: Axis, value: Any, at: KeyPath) -> list[tuple[str, Any]]:
+    return _choices(axis, value, at)
+
+
+def _expect_cell(expect: Expect, value: Any, at: KeyPath) -> Any:
+    return expect.wrap(schema.parse(value, expect.type, at))
+
+
 def _parse_row(table: _Table, cells: list[Any], at: KeyPath, number: int,
                columns: tuple[list[Axis], list[Expect], bool], names: Sequence[str]
                ) -> tuple[_Row, dict[str, list[tuple[str, Any]]]]:
@@ -376,8 +385,8 @@ def _parse_row(table: _Table, cells: list[Any], at: KeyPath, number: int,
         except RuleViolation as err:
             raise RuleViolation(err.path, f"column {column}: {err.message}", err.other) from None
 
-    choices = {axis.name: named(axis.name, lambda v, p, a=axis: _choices(a, v, p)) for axis in input_axes}
-    expect = {e.name: named(e.name, lambda v, p, e=e: e.wrap(schema.parse(v, e.type, p))) for e in expects}
+    choices = {axis.name: named(axis.name, functools.partial(_axis_cell, axis)) for axis in input_axes}
+    expect = {e.name: named(e.name, functools.partial(_expect_cell, e)) for e in expects}
     flags = named(FLAGS_COLUMN, lambda v, p: _row_flags(table, v, p)) if has_flags else table.flags
     return _Row(at, number, expect, flags), choices
 
