@@ -4,14 +4,31 @@ A vector's `requires` is the union of these derived tags and any explicit
 ones from its TOML. Backends declare the tags they meet (BackendInfo);
 profile, layer and VM-type tags come from their declared lists.
 """
+
 from __future__ import annotations
 
+import enum
 import re
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from .model import (
-    MEM_GUEST_MEMFD, MEM_READONLY, DisableQuirk, GmemFlag, GmemPunchHole, Kind, Layer, Level, Mapping,
-    MemslotSetFlags, Operation, Profile, SetMemoryAttributes, Slot, Vm, VmType, op_layer,
+    MEM_GUEST_MEMFD,
+    MEM_READONLY,
+    DisableQuirk,
+    GmemFlag,
+    GmemPunchHole,
+    Kind,
+    Layer,
+    Level,
+    Mapping,
+    MemslotSetFlags,
+    Operation,
+    Profile,
+    SetMemoryAttributes,
+    Slot,
+    Vm,
+    VmType,
+    op_layer,
 )
 
 # Tags a backend may provide beyond profile:/layer:/vm:, with what they mean.
@@ -24,9 +41,10 @@ TAGS: dict[str, str] = {
     "huge:2M": "2 MiB leaf mappings",
     "huge:1G": "1 GiB leaf mappings",
     "huge:private": "a private leaf above 4K (private memory backed by huge folios)",
-    "attribute-mismatch": "a leaf whose kind differs from the memory attribute of a GFN it maps: a state only a "
-                          "model can hold (a fault maps only the kind the attribute names, and a conversion zaps "
-                          "the other kind)",
+    "attribute-mismatch": (
+        "a leaf whose kind differs from the memory attribute of a GFN it maps: a state only a model can hold "
+        "(a fault maps only the kind the attribute names, and a conversion zaps the other kind)"
+    ),
     "invalid_roots": "mappings in roots already marked invalid",
     "private_slot": "a private-capable memslot (KVM_MEM_PRIVATE / KVM_MEM_GUEST_MEMFD)",
     "gmem:no_private_mem": "a guest_memfd memslot in a VM without private memory",
@@ -56,13 +74,13 @@ MAINLINE_LINUX = (6, 18)
 _VERSION_TAG = re.compile(r"^(since|linux):([1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 
 
-def version_tag(tag: str) -> Optional[tuple[str, tuple[int, int]]]:
+def version_tag(tag: str) -> tuple[str, tuple[int, int]] | None:
     """(family, (major, minor)) of a `since:`/`linux:` tag, else None."""
     match = _VERSION_TAG.match(tag)
     return None if match is None else (match.group(1), (int(match.group(2)), int(match.group(3))))
 
 
-def linux_tag(release: str) -> Optional[str]:
+def linux_tag(release: str) -> str | None:
     """The `linux:<major.minor>` tag of a kernel release string such as
     `6.18.44-fc-v857` (what a live backend declares), or None."""
     match = re.match(r"^([1-9][0-9]*)\.([0-9]+)", release)
@@ -71,9 +89,12 @@ def linux_tag(release: str) -> Optional[str]:
 
 def known(tag: str) -> bool:
     head, _, value = tag.partition(":")
-    structural = {"profile": Profile, "layer": Layer, "vm": VmType}
-    return (tag in TAGS or head in structural and value in {m.value for m in structural[head]}
-            or version_tag(tag) is not None)
+    structural: dict[str, type[enum.Enum]] = {"profile": Profile, "layer": Layer, "vm": VmType}
+    return (
+        tag in TAGS
+        or (head in structural and value in {m.value for m in structural[head]})
+        or version_tag(tag) is not None
+    )
 
 
 def met(tag: str, provided: frozenset[str]) -> bool:
@@ -88,9 +109,14 @@ def met(tag: str, provided: frozenset[str]) -> bool:
     return any(release >= wanted[1] for _, release in releases)
 
 
-def derive(vm: Vm, slots: Iterable[Slot], mappings: Iterable[Mapping], ops: Iterable[Operation],
-           private_ranges: Iterable[tuple[int, int]] = (),
-           host_huge: Iterable[tuple[int, int, Level]] = ()) -> frozenset[str]:
+def derive(
+    vm: Vm,
+    slots: Iterable[Slot],
+    mappings: Iterable[Mapping],
+    ops: Iterable[Operation],
+    private_ranges: Iterable[tuple[int, int]] = (),
+    host_huge: Iterable[tuple[int, int, Level]] = (),
+) -> frozenset[str]:
     """The tags a vector's content implies; nothing here depends on a backend."""
     slots, mappings, ops, private = tuple(slots), tuple(mappings), tuple(ops), tuple(private_ranges)
     tags = {f"vm:{vm.type.value}", "mmu:tdp" if vm.tdp_mmu else "mmu:shadow"}
@@ -141,5 +167,4 @@ def everything(profiles: Iterable[Profile] = tuple(Profile)) -> frozenset[str]:
     model of the spec behaves as the mainline profile's kernel, so it meets
     every `since:` tag a vector may carry."""
     del profiles  # the same tag vocabulary serves both profiles
-    return (frozenset(TAGS) | frozenset(f"gmem:{f.value}" for f in GmemFlag)
-            | {"linux:{}.{}".format(*MAINLINE_LINUX)})
+    return frozenset(TAGS) | frozenset(f"gmem:{f.value}" for f in GmemFlag) | {"linux:{}.{}".format(*MAINLINE_LINUX)}

@@ -1,9 +1,11 @@
 """What a backend declares and what it must do. Backends never see TOML."""
+
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from . import capabilities
 from .model import Layer, Observable, Observation, Profile, Vector, VmType
@@ -21,7 +23,7 @@ class KnownFailure:
 
     pattern: str
     reason: str
-    profile: Optional[str] = None
+    profile: str | None = None
 
     def matches(self, vector_id: str, profile: str) -> bool:
         return self.profile in (None, profile) and fnmatch.fnmatchcase(vector_id, self.pattern)
@@ -36,7 +38,7 @@ class BackendInfo:
     vm_types: frozenset[VmType]
     observables: frozenset[Observable]
     capabilities: frozenset[str] = frozenset()  # further capability tags (see docs/vectors.md)
-    unavailable: Optional[str] = None  # why the backend cannot run at all
+    unavailable: str | None = None  # why the backend cannot run at all
     explanations: Mapping[str, str] = field(default_factory=dict)  # tag -> why it is missing
     details: Mapping[str, str] = field(default_factory=dict)  # probed facts shown by `conformance backends`
     # Short facts about the machine the backend runs on (kernel release, MMU,
@@ -48,13 +50,18 @@ class BackendInfo:
 
     def __post_init__(self) -> None:
         # Every item asks; compute the tag set once.
-        object.__setattr__(self, "provided", (
-            frozenset(f"profile:{p.value}" for p in self.profiles)
-            | frozenset(f"layer:{l.value}" for l in self.layers)
-            | frozenset(f"vm:{t.value}" for t in self.vm_types)
-            | self.capabilities))
+        object.__setattr__(
+            self,
+            "provided",
+            (
+                frozenset(f"profile:{p.value}" for p in self.profiles)
+                | frozenset(f"layer:{layer.value}" for layer in self.layers)
+                | frozenset(f"vm:{t.value}" for t in self.vm_types)
+                | self.capabilities
+            ),
+        )
 
-    def known_failure(self, vector_id: str, profile: str) -> Optional[KnownFailure]:
+    def known_failure(self, vector_id: str, profile: str) -> KnownFailure | None:
         return next((k for k in self.known_failures if k.matches(vector_id, profile)), None)
 
     def unmet(self, requires: frozenset[str]) -> list[str]:
@@ -67,8 +74,10 @@ class BackendInfo:
         wanted = capabilities.version_tag(tag)
         releases = sorted(v[1] for v in map(capabilities.version_tag, self.provided) if v and v[0] == "linux")
         if wanted is not None and wanted[0] == "since" and releases:
-            return (f"the outcome is that of Linux >= {wanted[1][0]}.{wanted[1][1]}; backend {self.name} behaves as "
-                    f"Linux {releases[-1][0]}.{releases[-1][1]}")
+            return (
+                f"the outcome is that of Linux >= {wanted[1][0]}.{wanted[1][1]}; backend {self.name} behaves as "
+                f"Linux {releases[-1][0]}.{releases[-1][1]}"
+            )
         return self.explanations.get(tag, f"not provided by backend {self.name}")
 
 
@@ -84,3 +93,9 @@ class Backend(Protocol):
         that item's error.
         """
         ...
+
+
+def is_backend(obj: object) -> TypeGuard[Backend]:
+    """Whether an object a hook returned has what the runner relies on: an
+    `info` that is a BackendInfo and a callable `run`."""
+    return isinstance(getattr(obj, "info", None), BackendInfo) and callable(getattr(obj, "run", None))

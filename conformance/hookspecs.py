@@ -3,9 +3,10 @@
 A backend plugin is any module (or object) with a `conformance_backend`
 hookimpl, registered through the entry-point group ENTRY_POINT_GROUP.
 """
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -20,7 +21,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def conformance_backend() -> Optional["Backend"]:
+def conformance_backend() -> Backend | None:
     """Return this plugin's backend object (see conformance.contract.Backend).
 
     Called once per process. Probing belongs in here or in the backend's
@@ -30,7 +31,7 @@ def conformance_backend() -> Optional["Backend"]:
 
 
 @hookspec
-def conformance_mutants() -> list["Backend"]:
+def conformance_mutants() -> list[Backend]:
     """Return deliberately broken backends (opt-in): `python -m conformance
     kill-matrix` runs the suite against each and reports which vectors kill
     it. The runner never collects them as ordinary backends."""

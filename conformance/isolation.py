@@ -25,6 +25,7 @@ Not thread-safe: use one IsolatedBackend from one thread (PR_SET_PDEATHSIG
 follows the thread that started the child, so that thread should live as
 long as the backend is used).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -43,7 +44,7 @@ import tempfile
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, cast
 
 from . import hookspecs
 from .contract import BackendInfo
@@ -69,7 +70,7 @@ def frame(obj: Any) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
 
-def recv_exact(sock: socket.socket, size: int) -> Optional[bytearray]:
+def recv_exact(sock: socket.socket, size: int) -> bytearray | None:
     """Read exactly `size` bytes, blocking; None on EOF before the first byte."""
     buf = bytearray(size)
     view = memoryview(buf)
@@ -123,7 +124,7 @@ class Limits:
     point's import and the backend's construction (<= 0: no limit)."""
 
     seconds: float
-    memory_bytes: Optional[int] = None
+    memory_bytes: int | None = None
     start_seconds: float = 60.0
 
     def __post_init__(self) -> None:
@@ -178,7 +179,7 @@ class BackendRaised(IsolationError):
         return type(self), (self.type_name, self.message, self.traceback_text)
 
 
-def exit_reason(returncode: Optional[int]) -> str:
+def exit_reason(returncode: int | None) -> str:
     if returncode is None:
         return "crashed: exit status unknown"
     if returncode < 0:
@@ -209,7 +210,7 @@ def _loads(data: memoryview) -> Any:
     return _ParentUnpickler(io.BytesIO(data)).load()
 
 
-def _rss(pid: int) -> Optional[int]:
+def _rss(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             status = f.read()
@@ -221,7 +222,7 @@ def _rss(pid: int) -> Optional[int]:
 
 # ---------------------------------------------------------------- the proxy
 
-_LIVE: "weakref.WeakSet[IsolatedBackend]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[IsolatedBackend] = weakref.WeakSet()
 
 
 @atexit.register
@@ -247,8 +248,8 @@ class IsolatedBackend:
         self.name, self.limits, self.group = name, limits, group
         self.restarts = 0
         self._owner = os.getpid()
-        self._proc: Optional[subprocess.Popen[bytes]] = None
-        self._sock: Optional[socket.socket] = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
         self._closed = False
         self._output = self._output_file()
         self._mark = 0  # offset in the output file where the current item (or start-up) began
@@ -258,7 +259,7 @@ class IsolatedBackend:
     # -- public
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     def run(self, vector: Vector, profile: Profile) -> Observation:
@@ -279,7 +280,9 @@ class IsolatedBackend:
             # SIGALRM deadline around us) leaves an item in flight: kill it too.
             self._kill()
             raise
-        return self._result(reply)
+        # Whatever the backend returned, as an in-process backend's run() may:
+        # the runner validates it (validate.problem) before any verdict.
+        return cast(Observation, self._result(reply))
 
     def close(self) -> None:
         """Stop the child: EOF on its channel, SIGKILL after a short grace."""
@@ -294,7 +297,7 @@ class IsolatedBackend:
         if not self._output.closed:
             self._output.close()
 
-    def __enter__(self) -> "IsolatedBackend":
+    def __enter__(self) -> IsolatedBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -330,10 +333,22 @@ class IsolatedBackend:
         parent_end, child_end = socket.socketpair()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", CHILD_MODULE, self.name,
-                 "--fd", str(child_end.fileno()), "--parent", str(os.getpid())],
-                pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=self._output, stderr=self._output, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    CHILD_MODULE,
+                    self.name,
+                    "--fd",
+                    str(child_end.fileno()),
+                    "--parent",
+                    str(os.getpid()),
+                ],
+                pass_fds=(child_end.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=self._output,
+                stderr=self._output,
+                start_new_session=True,
+            )
         except BaseException:
             parent_end.close()
             raise
@@ -365,7 +380,7 @@ class IsolatedBackend:
         self._sock.settimeout(seconds if 0 < seconds < math.inf else None)
         try:
             self._sock.sendall(data)
-        except socket.timeout:
+        except TimeoutError:
             self._timeout(seconds)
         except OSError:  # EPIPE, ECONNRESET: the child is gone
             self._died()
@@ -378,7 +393,7 @@ class IsolatedBackend:
         deadline = time.monotonic() + seconds if seconds > 0 else math.inf
         memory = self.limits.memory_bytes
         buf = bytearray()
-        total: Optional[int] = None
+        total: int | None = None
         while True:
             wait = min(POLL, deadline - time.monotonic())
             if wait <= 0:
@@ -398,7 +413,7 @@ class IsolatedBackend:
                 if total is not None and len(buf) >= total:
                     if len(buf) > total:
                         self._protocol_error(f"{len(buf) - total} bytes after the reply")
-                    return self._decode(memoryview(buf)[HEADER.size:])
+                    return self._decode(memoryview(buf)[HEADER.size :])
                 continue
             if self._exited():
                 self._died()
@@ -406,21 +421,32 @@ class IsolatedBackend:
                 rss = _rss(proc.pid)
                 if rss is not None and rss > memory:
                     self._kill()
-                    raise Fault(f"exceeded {format_bytes(memory)}",
-                                self._with_output(f"resident set {format_bytes(rss)}"))
+                    raise Fault(
+                        f"exceeded {format_bytes(memory)}", self._with_output(f"resident set {format_bytes(rss)}")
+                    )
 
     def _decode(self, payload: memoryview) -> Any:
         try:
             return _loads(payload)
         except _NotImported as exc:
-            return ("raised", "UnpicklingError",
-                    f"the reply holds an object of class {exc}, from a module the parent has not imported "
-                    "(a backend's info and results are conformance types)", "", False)
+            return (
+                "raised",
+                "UnpicklingError",
+                f"the reply holds an object of class {exc}, from a module the parent has not imported "
+                "(a backend's info and results are conformance types)",
+                "",
+                False,
+            )
         except Exception as exc:
-            return ("raised", type(exc).__name__, f"the backend's result cannot be unpickled in the parent: {exc}",
-                    "", False)
+            return (
+                "raised",
+                type(exc).__name__,
+                f"the backend's result cannot be unpickled in the parent: {exc}",
+                "",
+                False,
+            )
 
-    def _result(self, reply: Any) -> Any:
+    def _result(self, reply: Any) -> object:
         if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "ok":
             return reply[1]
         if isinstance(reply, tuple) and len(reply) == 5 and reply[0] == "raised":
@@ -458,8 +484,7 @@ class IsolatedBackend:
         exited = self._wait_exit(1.0)
         proc = self._proc
         self._kill()
-        reason = exit_reason(proc.returncode if proc is not None else None) if exited else \
-            "crashed: closed its channel"
+        reason = exit_reason(proc.returncode if proc is not None else None) if exited else "crashed: closed its channel"
         raise Fault(reason, self._with_output(""))
 
     def _exited(self) -> bool:

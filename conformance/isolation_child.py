@@ -11,6 +11,7 @@ keeps the one whose `info.name` is NAME. It answers ("ready", info) or
 traceback_text, is_memory_error) until EOF. Its stdout and stderr are the
 parent's output file, never the channel.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,12 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from .isolation import DUMP_SIGNAL, frame, recv_frame
+
+if TYPE_CHECKING:  # imported when needed (load_backend), not at the child's start
+    from .contract import Backend
 
 PR_SET_PDEATHSIG = 1
 
@@ -60,14 +64,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def load_backend(name: str, group: str) -> Any:
+def load_backend(name: str, group: str) -> Backend:
     """The backend NAME from the entry point NAME of `group`, or NoBackend."""
     import importlib.metadata
 
     import pluggy
 
     from . import hookspecs
-    from .contract import BackendInfo
+    from .contract import is_backend
 
     entry = next((ep for ep in importlib.metadata.entry_points(group=group) if ep.name == name), None)
     if entry is None:
@@ -92,13 +96,15 @@ def load_backend(name: str, group: str) -> Any:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            raise NoBackend(f"{where}: conformance_backend() raised {describe(exc)}",
-                            traceback.format_exc()) from None
+            raise NoBackend(f"{where}: conformance_backend() raised {describe(exc)}", traceback.format_exc()) from None
         if backend is None:
             continue
-        if not isinstance(getattr(backend, "info", None), BackendInfo) or not callable(getattr(backend, "run", None)):
-            raise NoBackend(f"{where}: conformance_backend() returned {type(backend).__name__}, "
-                            "not an object with info: BackendInfo and run()", "")
+        if not is_backend(backend):
+            raise NoBackend(
+                f"{where}: conformance_backend() returned {type(backend).__name__}, "
+                "not an object with info: BackendInfo and run()",
+                "",
+            )
         if backend.info.name == name:
             return backend
         others.append(backend.info.name)
@@ -112,11 +118,10 @@ def reply_raised(exc: BaseException, prefix: str = "") -> bytes:
         message = str(exc)
     except BaseException:
         message = "<unprintable>"
-    return frame(("raised", type(exc).__name__, prefix + message, traceback.format_exc(),
-                  isinstance(exc, MemoryError)))
+    return frame(("raised", type(exc).__name__, prefix + message, traceback.format_exc(), isinstance(exc, MemoryError)))
 
 
-def run_one(backend: Any, request: Any) -> bytes:
+def run_one(backend: Backend, request: Any) -> bytes:
     """One item's reply frame; never raises but KeyboardInterrupt."""
     try:
         try:
@@ -131,13 +136,14 @@ def run_one(backend: Any, request: Any) -> bytes:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            return reply_raised(exc, f"the backend returned a {type(result).__qualname__} that cannot be "
-                                     "sent to the parent: ")
+            return reply_raised(
+                exc, f"the backend returned a {type(result).__qualname__} that cannot be sent to the parent: "
+            )
     except MemoryError:  # reporting failed for want of memory
         return OUT_OF_MEMORY
 
 
-def serve(sock: socket.socket, backend: Any) -> None:
+def serve(sock: socket.socket, backend: Backend) -> None:
     while True:
         request = recv_frame(sock)
         if request is None:
@@ -148,7 +154,7 @@ def serve(sock: socket.socket, backend: Any) -> None:
         del reply
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.isolation_child")
     parser.add_argument("name")
     parser.add_argument("--fd", type=int, required=True)

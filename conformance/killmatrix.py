@@ -4,12 +4,13 @@ A mutant is killed by an item when the item fails or errors on it; a mutant
 no item kills survived, which means the suite does not pin down the rule
 the mutant breaks.
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .contract import Backend
 from .model import Vector
@@ -21,7 +22,7 @@ from .verdict import judge
 class MutantResult:
     name: str
     rule: str
-    kills: Counter  # suite file -> killing items
+    kills: Counter[str]  # suite file -> killing items
     killers: tuple[str, ...]  # "<vector id>[<profile>]" of every killing item
     ran: int
 
@@ -70,14 +71,15 @@ def within_budget(vectors: Sequence[Vector], max_leaves: int) -> tuple[list[Vect
 def run_matrix(mutants: Sequence[Backend], vectors: Sequence[Vector], timeout: float = 10.0) -> list[MutantResult]:
     results = []
     for mutant in mutants:
-        counts: Counter = Counter()
+        counts: Counter[str] = Counter()
         killers = []
         for vector in vectors:
             for profile in kills(mutant, vector, timeout):
                 counts[vector.path] += 1
                 killers.append(f"{vector.id}[{profile}]")
-        results.append(MutantResult(mutant.info.name, mutant.info.details.get("rule", ""), counts, tuple(killers),
-                                    len(vectors)))
+        results.append(
+            MutantResult(mutant.info.name, mutant.info.details.get("rule", ""), counts, tuple(killers), len(vectors))
+        )
     return results
 
 
@@ -95,8 +97,10 @@ def render(results: Sequence[MutantResult], root: Path) -> str:
         out.append(f"{r.name:<{width}}  {cells}  {len(r.killers):>5}{status}")
     survived = [r.name for r in results if r.survived]
     out.append("")
-    out.append(f"{len(results) - len(survived)}/{len(results)} mutants killed" +
-               (f"; survived: {', '.join(survived)}" if survived else ""))
+    out.append(
+        f"{len(results) - len(survived)}/{len(results)} mutants killed"
+        + (f"; survived: {', '.join(survived)}" if survived else "")
+    )
     return "\n".join(out)
 
 

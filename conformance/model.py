@@ -3,11 +3,11 @@
 Everything that crosses a boundary (loader -> backend -> verdict) is one of
 these types. Nothing here knows about TOML or about any backend.
 """
+
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 GFN_BITS = 40  # 52-bit guest physical addresses, 4 KiB pages
 PAGE_SIZE = 4096
@@ -56,14 +56,14 @@ class Level(enum.IntEnum):
 
     @property
     def pages(self) -> int:
-        return 512 ** (self - 1)
+        return int(512 ** (self - 1))  # int ** int is typed Any: a negative exponent makes a float
 
     @property
     def label(self) -> str:
         return {1: "4K", 2: "2M", 3: "1G"}[self]
 
     @classmethod
-    def from_label(cls, text: str) -> "Level":
+    def from_label(cls, text: str) -> Level:
         return {"4K": cls.L4K, "2M": cls.L2M, "1G": cls.L1G}[text]
 
 
@@ -188,8 +188,11 @@ class Slot:
     @property
     def flag_bits(self) -> int:
         """The slot's KVM_MEM_* flags as userspace passes them."""
-        return ((MEM_LOG_DIRTY_PAGES if self.log_dirty else 0) | (MEM_READONLY if self.readonly else 0)
-                | (MEM_GUEST_MEMFD if self.private else 0))
+        return (
+            (MEM_LOG_DIRTY_PAGES if self.log_dirty else 0)
+            | (MEM_READONLY if self.readonly else 0)
+            | (MEM_GUEST_MEMFD if self.private else 0)
+        )
 
 
 @dataclass(frozen=True, order=True)
@@ -241,7 +244,7 @@ class UnmapGfnRange:
     end: int
     flush_in: bool = False
     range_flags: frozenset[RangeFlag] = frozenset()  # tdx-v10
-    attr: Optional[int] = None  # tdx-v10, meaningful with SET_MEM_ATTR
+    attr: int | None = None  # tdx-v10, meaningful with SET_MEM_ATTR
     attr_filter: frozenset[AttrFilter] = frozenset()  # mainline
 
 
@@ -344,12 +347,20 @@ class VmDestroy:
     """Last reference to the VM dropped."""
 
 
-CallOp = Union[UnmapGfnRange, ZapGfnRange, ZapMemslot, ZapAllFast, ZapAll]
-EventOp = Union[
-    MmuNotifierInvalidate, GmemPunchHole, SetMemoryAttributes, MemslotDelete, MemslotMove, MemslotSetFlags,
-    DisableQuirk, MemoryTypeChange, MmRelease, VmDestroy,
-]
-Operation = Union[CallOp, EventOp]
+CallOp = UnmapGfnRange | ZapGfnRange | ZapMemslot | ZapAllFast | ZapAll
+EventOp = (
+    MmuNotifierInvalidate
+    | GmemPunchHole
+    | SetMemoryAttributes
+    | MemslotDelete
+    | MemslotMove
+    | MemslotSetFlags
+    | DisableQuirk
+    | MemoryTypeChange
+    | MmRelease
+    | VmDestroy
+)
+Operation = CallOp | EventOp
 
 # TOML name -> operation class; the one table the loader and docs share.
 OPERATIONS: dict[str, type] = {
@@ -390,11 +401,11 @@ class Observables:
     """One step's observables. As an expectation, None means "not asserted";
     as an observation, None means "this backend cannot see it"."""
 
-    mappings: Optional[frozenset[Mapping]] = None
-    flush: Optional[bool] = None
-    decision: Optional[Decision] = None
-    warns: Optional[frozenset[WarnSite]] = None
-    errno: Optional[int] = None
+    mappings: frozenset[Mapping] | None = None
+    flush: bool | None = None
+    decision: Decision | None = None
+    warns: frozenset[WarnSite] | None = None
+    errno: int | None = None
     # An observation only: observables left None in this step, each with why
     # ("mappings", "the VM is gone"). The verdict ignores exactly these.
     withheld: tuple[tuple[str, str], ...] = ()
@@ -402,7 +413,7 @@ class Observables:
     def asserted(self) -> tuple[Observable, ...]:
         return tuple(o for o in Observable if getattr(self, o.value) is not None)
 
-    def withheld_reason(self, what: Observable) -> Optional[str]:
+    def withheld_reason(self, what: Observable) -> str | None:
         return next((why for name, why in self.withheld if name == what.value), None)
 
 

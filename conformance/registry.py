@@ -1,16 +1,18 @@
 """Backends from the entry-point group: found by name without importing,
 loaded only when selected, and every failure kept as an error (fail closed:
 the runner and the CLI end non-zero when one is left)."""
+
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import cast
 
 import pluggy
 
 from . import hookspecs
-from .contract import Backend, BackendInfo
+from .contract import Backend, is_backend
 
 # Distributions of this project: their backends are trusted to run in the
 # runner's process; every other distribution's are isolated by default.
@@ -56,16 +58,19 @@ def find_sources(group: str = hookspecs.ENTRY_POINT_GROUP) -> tuple[dict[str, So
         if source not in seen.setdefault(ep.name, []):  # one distribution seen twice on sys.path
             seen[ep.name].append(source)
     sources = {name: found[0] for name, found in seen.items() if len(found) == 1}
-    errors = [PluginError(f"backend name {name!r}", "registered by more than one distribution: "
-                          + "; ".join(s.where() for s in found)) for name, found in seen.items() if len(found) > 1]
+    errors = [
+        PluginError(
+            f"backend name {name!r}", "registered by more than one distribution: " + "; ".join(s.where() for s in found)
+        )
+        for name, found in seen.items()
+        if len(found) > 1
+    ]
     return sources, errors
 
 
-def check_backend(backend: object, source: str) -> Optional[str]:
-    """Why an object a hook returned is not a backend, or None."""
-    if not isinstance(getattr(backend, "info", None), BackendInfo) or not callable(getattr(backend, "run", None)):
-        return f"{source}: returned {type(backend).__name__}, not an object with info: BackendInfo and run()"
-    return None
+def not_a_backend(returned: object, source: str) -> str:
+    """Why an object a hook returned is not a backend (see contract.is_backend)."""
+    return f"{source}: returned {type(returned).__name__}, not an object with info: BackendInfo and run()"
 
 
 class Registry:
@@ -110,9 +115,8 @@ class Registry:
                 continue
             if backend is None:
                 continue
-            problem = check_backend(backend, f"{where}: conformance_backend()")
-            if problem:
-                self.fail(where, problem)
+            if not is_backend(backend):
+                self.fail(where, not_a_backend(backend, f"{where}: conformance_backend()"))
                 continue
             self.add(backend, where, plugin_name)
 
@@ -131,7 +135,8 @@ class Registry:
         """Ask each plugin for its mutants (kill-matrix only); errors stay local."""
         for impl in self.pm.hook.conformance_mutants.get_hookimpls():
             try:
-                mutants = list(impl.function())
+                # the hookspec's promise, as for any backend object: pluggy types a hookimpl as returning object
+                mutants = list(cast("Iterable[Backend]", impl.function()))
             except Exception as exc:
                 self.fail(f"plugin {impl.plugin_name}", f"{type(exc).__name__}: {exc}")
                 continue
@@ -139,7 +144,7 @@ class Registry:
                 self.mutants.setdefault(mutant.info.name, mutant)
 
 
-def discover(names: Optional[Iterable[str]] = None) -> Registry:
+def discover(names: Iterable[str] | None = None) -> Registry:
     """A registry with these entry points (default: all) loaded in-process."""
     registry = Registry()
     registry.load(sorted(registry.sources) if names is None else [n for n in names if n in registry.sources])

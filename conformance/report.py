@@ -1,11 +1,13 @@
 """Results per item, the backend x result matrix, and the JSON report."""
+
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable, Mapping, Optional
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -34,11 +36,11 @@ class Result:
         return {**plain, "where": dict(self.where)}
 
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> "Result":
+    def from_dict(cls, value: Mapping[str, Any]) -> Result:
         return cls(**{**value, "ignored": tuple(value.get("ignored", ())), "where": dict(value.get("where", {}))})
 
 
-def from_nodeid(nodeid: str, outcome: str, detail: str, rootdir: Path = Path(".")) -> Optional[Result]:
+def from_nodeid(nodeid: str, outcome: str, detail: str, rootdir: Path = Path(".")) -> Result | None:
     """A Result for an item whose own record never arrived (its process died
     under xdist), from its node id `path::local[backend:profile]`; the
     vector id is the file's name under its suite root, then `local`."""
@@ -49,6 +51,7 @@ def from_nodeid(nodeid: str, outcome: str, detail: str, rootdir: Path = Path("."
     backend, _, profile = param.partition(":")
     file = str(rootdir / path)
     return Result(nodeid, f"{suite_name(file, find_registry(file))}::{local}", backend, profile, outcome, detail)
+
 
 def matrix_lines(results: Iterable[Mapping[str, Any]]) -> list[str]:
     """One row per (backend, profile) with a count per outcome, from Result dicts."""
@@ -61,8 +64,11 @@ def matrix_lines(results: Iterable[Mapping[str, Any]]) -> list[str]:
     width = max([len(b) for b, _ in rows] + [7])
     lines = [f"{'backend':<{width}}  {'profile':<9} " + " ".join(f"{o:>8}" for o in OUTCOMES) + "  ignored-obs"]
     for b, p in rows:
-        lines.append(f"{b:<{width}}  {p:<9} " + " ".join(f"{counts[(b, p, o)]:>8}" for o in OUTCOMES)
-                     + f"  {ignored[(b, p)]:>11}")
+        lines.append(
+            f"{b:<{width}}  {p:<9} "
+            + " ".join(f"{counts[(b, p, o)]:>8}" for o in OUTCOMES)
+            + f"  {ignored[(b, p)]:>11}"
+        )
     return lines
 
 
@@ -71,8 +77,10 @@ def note_lines(results: Iterable[Mapping[str, Any]]) -> list[str]:
     results = list(results)
     blind = Counter((r["backend"], r["profile"], i.split(": ", 1)[-1]) for r in results for i in r.get("ignored", ()))
     reasons = Counter((r["backend"], r["detail"]) for r in results if r["outcome"] == "skipped")
-    return ([f"ignored on {backend}/{profile}: {what} in {n} item(s)" for (backend, profile, what), n in sorted(blind.items())]
-            + [f"skipped {n} on {backend}: {reason}" for (backend, reason), n in sorted(reasons.items())])
+    return [
+        f"ignored on {backend}/{profile}: {what} in {n} item(s)"
+        for (backend, profile, what), n in sorted(blind.items())
+    ] + [f"skipped {n} on {backend}: {reason}" for (backend, reason), n in sorted(reasons.items())]
 
 
 class MatrixReporter:
@@ -89,7 +97,9 @@ class MatrixReporter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
             if key == RESULT_KEY:
-                self.results[report.nodeid] = Result.from_dict(json.loads(value) if isinstance(value, str) else value)
+                # the runner's own property: a Result as JSON text (or already decoded)
+                data = json.loads(value) if isinstance(value, str) else value
+                self.results[report.nodeid] = Result.from_dict(cast("Mapping[str, Any]", data))
         if report.failed and report.nodeid not in self.results and report.nodeid.split("::", 1)[0].endswith(".toml"):
             # no record: the process running the item died (xdist reports "worker ... crashed")
             first = str(report.longrepr).strip().splitlines()[:1] or ["no report"]

@@ -1,10 +1,12 @@
 """Which backends a run uses and where each runs, decided by name before any
 backend is imported or constructed."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
 
+from .contract import Backend
 from .registry import Registry
 
 ALL = "all"
@@ -22,16 +24,23 @@ class Choice:
     isolated: frozenset[str]  # run in a child process
 
 
-def choose(registry: Registry, wanted: Sequence[str], skipped: Sequence[str],
-           isolate: Sequence[str] = (), in_process: Sequence[str] = ()) -> Choice:
+def choose(
+    registry: Registry,
+    wanted: Sequence[str],
+    skipped: Sequence[str],
+    isolate: Sequence[str] = (),
+    in_process: Sequence[str] = (),
+) -> Choice:
     """`wanted` empty means every registered backend but the skipped ones.
     Third-party backends are isolated unless named by `in_process`; this
     project's run in-process unless named by `isolate` (or `all` for each)."""
     unknown = sorted((set(wanted) | set(skipped)) - set(registry.sources))
     if unknown:
         errors = "".join(f"; plugin error: {e.source}: {e.message}" for e in registry.errors)
-        raise SelectionError(f"unknown backend(s) {', '.join(unknown)}; registered: "
-                             f"{', '.join(sorted(registry.sources)) or 'none'}{errors}")
+        raise SelectionError(
+            f"unknown backend(s) {', '.join(unknown)}; registered: "
+            f"{', '.join(sorted(registry.sources)) or 'none'}{errors}"
+        )
     names = tuple(sorted(set(wanted) - set(skipped))) if wanted else tuple(sorted(set(registry.sources) - set(skipped)))
     isolated = frozenset(n for n in names if wants_isolation(registry, n, isolate, in_process))
     return Choice(names, bool(wanted), tuple(sorted(set(skipped))), isolated)
@@ -47,7 +56,7 @@ def wants_isolation(registry: Registry, name: str, isolate: Sequence[str], in_pr
     return ALL in isolate or not registry.sources[name].first_party
 
 
-def construct(registry: Registry, choice: Choice, seconds: float, memory_bytes: Optional[int]) -> None:
+def construct(registry: Registry, choice: Choice, seconds: float, memory_bytes: int | None) -> None:
     """Load the in-process backends here and start the isolated ones in
     their child processes; every failure becomes a registry error."""
     registry.load(n for n in choice.names if n not in choice.isolated)
@@ -65,7 +74,7 @@ def construct(registry: Registry, choice: Choice, seconds: float, memory_bytes: 
             registry.fail(f"{source.where()} (isolated)", err.reason)
 
 
-def usable(registry: Registry, choice: Choice) -> list:
+def usable(registry: Registry, choice: Choice) -> list[Backend]:
     """The backends to collect items for: those named, or every available one."""
     if choice.explicit:
         return [registry.backends[n] for n in choice.names if n in registry.backends]

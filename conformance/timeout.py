@@ -1,10 +1,11 @@
 """A per-item deadline so a hanging backend fails its own item only."""
+
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class BackendTimeout(Exception):

@@ -1,11 +1,13 @@
 """What a backend's run() returned, checked before any comparison, so that a
 malformed observation is blamed on the backend with the field that is wrong
 and never surfaces as a TypeError inside the verdict."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
-from .model import Decision, Mapping, Observables, Observation, Observable, Vector, WarnSite
+from .model import Decision, Mapping, Observable, Observables, Observation, Vector, WarnSite
 
 
 def _frozenset_of(kind: type) -> Callable[[Any], bool]:
@@ -15,7 +17,8 @@ def _frozenset_of(kind: type) -> Callable[[Any], bool]:
 def _withheld(value: Any) -> bool:
     return isinstance(value, tuple) and all(
         isinstance(v, tuple) and len(v) == 2 and v[0] in {o.value for o in Observable} and isinstance(v[1], str)
-        for v in value)
+        for v in value
+    )
 
 
 # field -> (what it must be, check); None is always allowed for the observables
@@ -33,7 +36,7 @@ def show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def problem(returned: Any, vector: Vector) -> Optional[str]:
+def problem(returned: Any, vector: Vector) -> str | None:
     """The first thing wrong with `returned` as an observation of `vector`, or None."""
     if not isinstance(returned, Observation):
         return f"{show(returned)} ({type(returned).__name__}), expected an Observation"

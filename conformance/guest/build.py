@@ -3,6 +3,7 @@ and a bzImage in the cache. The tree is built under the cache's build/
 directory and removed after success; only a finished, verified image is
 renamed into place, so an interrupted build never looks like a cached one
 (and a rerun continues from the tree it left)."""
+
 from __future__ import annotations
 
 import collections
@@ -13,9 +14,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, TextIO
+from typing import TextIO
 
 from . import config, images, proc
 from .progress import Meter, duration
@@ -58,23 +60,29 @@ def build(plan: Plan, say: Say, clock: Callable[[], float] = time.monotonic) -> 
         shutil.rmtree(plan.work, ignore_errors=True)
         lock.unlink()
     meta = image.meta()
-    say(f"guest build: Linux {meta['release']}, {meta['objects']} objects, {duration(meta['seconds'])}: "
-        f"{image.bzimage}")
+    say(
+        f"guest build: Linux {meta['release']}, {meta['objects']} objects, {duration(meta['seconds'])}: {image.bzimage}"
+    )
     return image
 
 
 def make_image(plan: Plan, say: Say, log: TextIO, clock: Callable[[], float], began: float) -> images.Image:
     say(f"guest build: {plan.key} in {plan.work} (log: {log.name})")
     tree = extract(plan, say, log)
-    say(f"guest build: configuring ({plan.fragment.base}, {len(plan.fragment.enable)} enabled, "
-        f"{len(plan.fragment.disable)} disabled, {plan.fragment.passes} passes)")
+    say(
+        f"guest build: configuring ({plan.fragment.base}, {len(plan.fragment.enable)} enabled, "
+        f"{len(plan.fragment.disable)} disabled, {plan.fragment.passes} passes)"
+    )
     for argv in config.commands(plan.fragment):
         step(argv, tree, log)
     values = config.read_config((tree / ".config").read_text(encoding="utf-8"))
     missing = config.unmet(values, plan.fragment.require)
     if missing:
-        raise BuildError("the configured kernel lacks required options: " + ", ".join(missing)
-                         + f"\n(fragment: {config.FRAGMENT}; .config: {tree / '.config'})")
+        raise BuildError(
+            "the configured kernel lacks required options: "
+            + ", ".join(missing)
+            + f"\n(fragment: {config.FRAGMENT}; .config: {tree / '.config'})"
+        )
     for note in config.not_applied(values, plan.fragment):
         say(f"guest build: note: Kconfig overrode the fragment: {note}")
     say(f"guest build: compiling with {plan.jobs} job(s), about {plan.expected_objects} objects")
@@ -85,14 +93,26 @@ def make_image(plan: Plan, say: Say, log: TextIO, clock: Callable[[], float], be
     problem = images.boot_problem(bzimage)
     if problem:
         raise BuildError(f"make finished but {problem}")
-    return images.install(plan.root, plan.key, bzimage, tree / ".config", {
-        "key": plan.key, "source": str(plan.source.tarball), "source_version": plan.source.version,
-        "fragment": plan.fragment.digest(), "release": release, "objects": meter.done, "jobs": plan.jobs,
-        "seconds": round(clock() - began),
-        "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+    return images.install(
+        plan.root,
+        plan.key,
+        bzimage,
+        tree / ".config",
+        {
+            "key": plan.key,
+            "source": str(plan.source.tarball),
+            "source_version": plan.source.version,
+            "fragment": plan.fragment.digest(),
+            "release": release,
+            "objects": meter.done,
+            "jobs": plan.jobs,
+            "seconds": round(clock() - began),
+            "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
 
 
-def show(line: Optional[str], say: Say) -> None:
+def show(line: str | None, say: Say) -> None:
     if line:
         say(line)
 
@@ -125,14 +145,15 @@ def extract(plan: Plan, say: Say, log: TextIO) -> Path:
     return trees[0]
 
 
-def step(argv: Sequence[str], cwd: Path, log: TextIO, each: Optional[Callable[[str], None]] = None) -> list[str]:
+def step(argv: Sequence[str], cwd: Path, log: TextIO, each: Callable[[str], None] | None = None) -> list[str]:
     """Run ARGV, log its output, feed each line to EACH; the output's last lines, or BuildError."""
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
     tail: collections.deque[str] = collections.deque(maxlen=TAIL)
     env = {**os.environ, "LC_ALL": "C"}  # kbuild's messages, parsed by progress
-    with proc.running(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                      stderr=subprocess.STDOUT) as child:
+    with proc.running(
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as child:
         assert child.stdout is not None
         for raw in child.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
@@ -143,6 +164,9 @@ def step(argv: Sequence[str], cwd: Path, log: TextIO, each: Optional[Callable[[s
         status = child.wait()
     log.flush()
     if status != 0:
-        raise BuildError(f"`{' '.join(argv)}` failed with status {status} in {cwd}; its last lines:\n"
-                         + "\n".join(tail) + f"\n(full log: {log.name})")
+        raise BuildError(
+            f"`{' '.join(argv)}` failed with status {status} in {cwd}; its last lines:\n"
+            + "\n".join(tail)
+            + f"\n(full log: {log.name})"
+        )
     return list(tail)

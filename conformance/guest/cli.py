@@ -1,10 +1,12 @@
 """`python -m conformance guest build|run|status`."""
+
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from . import build, config, images, prereq, run
 
@@ -13,30 +15,60 @@ def say(line: str) -> None:
     print(line, flush=True)  # flushed: progress must reach a CI log as it happens
 
 
-def register(sub: "argparse._SubParsersAction[Any]") -> None:
-    guest = sub.add_parser("guest", help="build a guest kernel, boot it under QEMU's emulated AMD SVM and run "
-                                         "the suite inside it (docs/guest.md)")
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    guest = sub.add_parser(
+        "guest",
+        help="build a guest kernel, boot it under QEMU's emulated AMD SVM and run the suite inside it (docs/guest.md)",
+    )
     commands = guest.add_subparsers(dest="guest_command", required=True)
     b = commands.add_parser("build", help="build the guest kernel into the cache (reused when cached)")
     b.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="parallel make jobs (default: CPUs)")
     b.add_argument("--force", action="store_true", help="build even if this image is cached")
-    b.add_argument("--source", type=Path, help="a kernel source tarball (default: the newest "
-                                               f"{images.USR_SRC / images.SOURCE_GLOB})")
+    b.add_argument(
+        "--source",
+        type=Path,
+        help=f"a kernel source tarball (default: the newest {images.USR_SRC / images.SOURCE_GLOB})",
+    )
     b.set_defaults(func=cmd_build)
-    r = commands.add_parser("run", help="boot the cached kernel and run the suite inside it with --backend kernel",
-                            description="Boot the guest kernel under QEMU TCG and run `pytest suites --backend "
-                                        "kernel` inside it; arguments after -- go to that pytest.")
-    r.add_argument("--npt", type=int, choices=(0, 1), default=1,
-                   help="1: the guest's KVM uses nested paging and the TDP MMU (default); 0: its shadow MMU")
-    r.add_argument("--timeout", type=float, default=2400.0, metavar="S",
-                   help="stop the guest after this long in all (default 2400)")
-    r.add_argument("--boot-timeout", type=float, default=180.0, metavar="S",
-                   help="stop the guest if the suite has not started after this long (default 180)")
-    r.add_argument("--conformance-json", type=Path, metavar="PATH",
-                   help="write the results, each with where it ran, as JSON")
+    r = commands.add_parser(
+        "run",
+        help="boot the cached kernel and run the suite inside it with --backend kernel",
+        description=(
+            "Boot the guest kernel under QEMU TCG and run `pytest suites --backend kernel` inside it; "
+            "arguments after -- go to that pytest."
+        ),
+    )
+    r.add_argument(
+        "--npt",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="1: the guest's KVM uses nested paging and the TDP MMU (default); 0: its shadow MMU",
+    )
+    r.add_argument(
+        "--timeout",
+        type=float,
+        default=2400.0,
+        metavar="S",
+        help="stop the guest after this long in all (default 2400)",
+    )
+    r.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="stop the guest if the suite has not started after this long (default 180)",
+    )
+    r.add_argument(
+        "--conformance-json", type=Path, metavar="PATH", help="write the results, each with where it ran, as JSON"
+    )
     r.add_argument("--kernel", type=Path, metavar="BZIMAGE", help="boot this kernel instead of the cached one")
-    r.add_argument("--python", type=Path, metavar="PATH",
-                   help="the interpreter the guest runs the suite with (default: the checkout's .venv/bin/python)")
+    r.add_argument(
+        "--python",
+        type=Path,
+        metavar="PATH",
+        help="the interpreter the guest runs the suite with (default: the checkout's .venv/bin/python)",
+    )
     r.add_argument("--quiet", "-q", action="store_true", help="show the guest's pytest output only if it fails")
     r.add_argument("pytest_args", nargs="*", metavar="-- PYTEST-ARGS", help="passed to the guest's pytest")
     r.set_defaults(func=cmd_run)
@@ -44,7 +76,7 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     s.set_defaults(func=cmd_status)
 
 
-def source_for(arg: Optional[Path]) -> Optional[images.Source]:
+def source_for(arg: Path | None) -> images.Source | None:
     if arg is None:
         return images.find_source()
     return images.Source(arg, images.file_version(arg)) if arg.is_file() else None
@@ -83,13 +115,20 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    request = run.Request(npt=bool(args.npt), boot_timeout=args.boot_timeout, timeout=args.timeout,
-                          json_out=args.conformance_json, kernel=args.kernel, python=args.python, quiet=args.quiet,
-                          pytest_args=tuple(args.pytest_args))
+    request = run.Request(
+        npt=bool(args.npt),
+        boot_timeout=args.boot_timeout,
+        timeout=args.timeout,
+        json_out=args.conformance_json,
+        kernel=args.kernel,
+        python=args.python,
+        quiet=args.quiet,
+        pytest_args=tuple(args.pytest_args),
+    )
     return run.run(request, os.environ, say)
 
 
-def measured_objects(root: Path) -> Optional[int]:
+def measured_objects(root: Path) -> int | None:
     """The object count of the newest cached build: a better estimate than the fragment's."""
     counts = [i.meta().get("objects") for i in images.entries(root)]
     return next((c for c in counts if isinstance(c, int) and c > 0), None)
@@ -107,7 +146,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     source = images.find_source()
     say(f"source package: {source.tarball} ({source.version})" if source else "source package: none found")
     try:
-        fragment: Optional[config.Fragment] = config.load_fragment()
+        fragment: config.Fragment | None = config.load_fragment()
     except config.FragmentError as err:
         fragment = None
         say(f"config fragment: unusable: {err}")
@@ -118,8 +157,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         image = images.lookup(root, key) if key else images.newest_for(root, fragment)
         if image is not None:
             meta = image.meta()
-            say(f"image: {image.bzimage} (Linux {meta.get('release', '?')}, key {image.key}, "
-                f"built {meta.get('built', '?')} in {meta.get('seconds', '?')} s)")
+            say(
+                f"image: {image.bzimage} (Linux {meta.get('release', '?')}, key {image.key}, "
+                f"built {meta.get('built', '?')} in {meta.get('seconds', '?')} s)"
+            )
         else:
             say("image: none for this source and fragment; `python -m conformance guest build` makes it")
     others = [i for i in images.entries(root) if image is None or i.directory != image.directory]

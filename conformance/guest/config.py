@@ -1,18 +1,21 @@
 """The guest kernel's configuration: a fragment kept in the repository, the
 commands that apply it, and the checks on the .config they produce."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
+else:
+    import tomli as tomllib
 
 FRAGMENT = Path(__file__).with_name("kernel-config.toml")
 OPTION = re.compile(r"[A-Z0-9_]+")
@@ -99,5 +102,6 @@ def unmet(values: Mapping[str, str], required: tuple[str, ...]) -> list[str]:
 
 def not_applied(values: Mapping[str, str], fragment: Fragment) -> list[str]:
     """Options of the fragment that Kconfig overrode (a dependency is missing or changed)."""
-    return ([f"enable {o}: {describe(o, values)}" for o in fragment.enable if values.get(o) not in ("y", "m")]
-            + [f"disable {o}: {describe(o, values)}" for o in fragment.disable if values.get(o, "n") != "n"])
+    return [f"enable {o}: {describe(o, values)}" for o in fragment.enable if values.get(o) not in ("y", "m")] + [
+        f"disable {o}: {describe(o, values)}" for o in fragment.disable if values.get(o, "n") != "n"
+    ]

@@ -1,6 +1,7 @@
 """The guest's serial console as QEMU prints it: logged whole, its last
 lines kept for a fault report, the suite's part streamed, and the two
 markers that tell "never reached the suite" from "suite running"."""
+
 from __future__ import annotations
 
 import codecs
@@ -9,8 +10,9 @@ import os
 import queue
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Optional, TextIO
+from typing import BinaryIO, TextIO
 
 from .initscript import end_marker, start_marker
 
@@ -18,7 +20,7 @@ TAIL = 40
 
 
 class Console:
-    def __init__(self, nonce: str, log: BinaryIO, stream: Optional[TextIO], announce: Callable[[str], None]) -> None:
+    def __init__(self, nonce: str, log: BinaryIO, stream: TextIO | None, announce: Callable[[str], None]) -> None:
         self.start, self.end = start_marker(nonce), end_marker(nonce)
         self.log, self.stream, self.announce = log, stream, announce
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -67,10 +69,10 @@ class Limits:
 class Ending:
     how: str  # "exited", "boot-timeout", "run-timeout" or "shutdown-timeout"
     seconds: float  # from QEMU's start
-    boot_seconds: Optional[float]  # QEMU's start to the suite's start
+    boot_seconds: float | None  # QEMU's start to the suite's start
 
 
-def pump(source: BinaryIO, chunks: "queue.Queue[Optional[bytes]]") -> None:
+def pump(source: BinaryIO, chunks: queue.Queue[bytes | None]) -> None:
     """Move QEMU's output to the queue until it closes it; None marks the end."""
     try:
         while True:
@@ -86,13 +88,13 @@ def pump(source: BinaryIO, chunks: "queue.Queue[Optional[bytes]]") -> None:
 def watch(child: subprocess.Popen[bytes], console: Console, limits: Limits, clock: Callable[[], float]) -> Ending:
     """Feed the console until QEMU exits or a limit passes; the caller stops QEMU."""
     assert child.stdout is not None
-    chunks: queue.Queue[Optional[bytes]] = queue.Queue()
+    chunks: queue.Queue[bytes | None] = queue.Queue()
     threading.Thread(target=pump, args=(child.stdout, chunks), daemon=True).start()
     begin = clock()
-    booted: Optional[float] = None
-    ended: Optional[float] = None
+    booted: float | None = None
+    ended: float | None = None
     closed = False
-    exited: Optional[float] = None
+    exited: float | None = None
     while True:
         now = clock() - begin
         if exited is None and child.poll() is not None:

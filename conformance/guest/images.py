@@ -1,6 +1,7 @@
 """Where built guest kernels are kept: one directory per cache key holding
 bzImage, the .config and build.json, which is written last, so an entry
 without it is not an entry."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from .config import Fragment
 
@@ -27,7 +29,8 @@ def cache_root(env: Mapping[str, str]) -> Path:
     if env.get(CACHE_ENV):
         return Path(env[CACHE_ENV]).expanduser() / "guest"
     home = env.get("XDG_CACHE_HOME", "")
-    base = Path(home) if os.path.isabs(home) else Path(env.get("HOME") or Path.home()) / ".cache"  # XDG: ignore relative
+    # XDG: a relative XDG_CACHE_HOME is ignored
+    base = Path(home) if os.path.isabs(home) else Path(env.get("HOME") or Path.home()) / ".cache"
     return base / "kvm-mmu-conformance" / "guest"
 
 
@@ -47,7 +50,7 @@ def version_key(path: Path) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", path.name))
 
 
-def find_source(usr_src: Path = USR_SRC) -> Optional[Source]:
+def find_source(usr_src: Path = USR_SRC) -> Source | None:
     """The newest kernel source package's tarball, or None."""
     tarballs = sorted(usr_src.glob(SOURCE_GLOB), key=version_key)
     if not tarballs:
@@ -56,7 +59,7 @@ def find_source(usr_src: Path = USR_SRC) -> Optional[Source]:
     return Source(tarball, package_version(tarball.name.removesuffix(".tar.xz")) or file_version(tarball))
 
 
-def package_version(package: str) -> Optional[str]:
+def package_version(package: str) -> str | None:
     # Found off PATH too: the cache key must not depend on the caller's PATH.
     dpkg_query = shutil.which("dpkg-query") or "/usr/bin/dpkg-query"
     try:
@@ -77,7 +80,7 @@ def image_key(source: Source, fragment: Fragment) -> str:
     return f"{source.package}_{version}_{fragment.digest()[:12]}"
 
 
-def boot_problem(path: Path) -> Optional[str]:
+def boot_problem(path: Path) -> str | None:
     """Why PATH cannot be booted as an x86 kernel, or None."""
     try:
         with path.open("rb") as image:
@@ -115,7 +118,7 @@ class Image:
             return {}
         return meta if isinstance(meta, dict) else {}
 
-    def problem(self) -> Optional[str]:
+    def problem(self) -> str | None:
         if not self.meta():
             return f"{self.directory} is not a finished build (no readable {META})"
         return boot_problem(self.bzimage)
@@ -127,15 +130,16 @@ def entries(root: Path) -> list[Image]:
     return sorted(found, key=lambda i: (i.directory / META).stat().st_mtime, reverse=True)
 
 
-def lookup(root: Path, key: str) -> Optional[Image]:
+def lookup(root: Path, key: str) -> Image | None:
     image = Image(root / key)
     return image if image.problem() is None else None
 
 
-def newest_for(root: Path, fragment: Fragment) -> Optional[Image]:
+def newest_for(root: Path, fragment: Fragment) -> Image | None:
     """The newest good image built from this fragment, whatever its source (no source package at hand)."""
-    return next((i for i in entries(root) if i.meta().get("fragment") == fragment.digest() and i.problem() is None),
-                None)
+    return next(
+        (i for i in entries(root) if i.meta().get("fragment") == fragment.digest() and i.problem() is None), None
+    )
 
 
 def install(root: Path, key: str, bzimage: Path, config: Path, meta: Mapping[str, Any]) -> Image:

@@ -1,5 +1,6 @@
 """The guest's PID 1: a shell script written on the host and run by the
 host's own /bin/sh through the read-only 9p root."""
+
 from __future__ import annotations
 
 import shlex
@@ -15,9 +16,11 @@ RESULTS = "results.json"
 STATUS = "status"
 FACTS = "facts"
 # Facts the guest reports about itself, one key=value line each.
-FACT_SOURCES = (("kernel", "uname -r"),
-                ("tdp_mmu", "cat /sys/module/kvm/parameters/tdp_mmu"),
-                ("npt", "cat /sys/module/kvm_amd/parameters/npt"))
+FACT_SOURCES = (
+    ("kernel", "uname -r"),
+    ("tdp_mmu", "cat /sys/module/kvm/parameters/tdp_mmu"),
+    ("npt", "cat /sys/module/kvm_amd/parameters/npt"),
+)
 
 
 def start_marker(nonce: str) -> str:
@@ -38,9 +41,22 @@ class Suite:
     env: tuple[tuple[str, str], ...] = ()  # settings of the host's run passed on to the guest's (FORWARDED)
 
     def pytest_argv(self) -> list[str]:
-        return [str(self.python), "-m", "pytest", "suites", "-p", "no:cacheprovider", "-p", "no:xdist",
-                "--backend", "kernel", "--conformance-json", f"{GUEST_OUT}/{RESULTS}",
-                f"--color={'yes' if self.color else 'no'}", *self.args]
+        return [
+            str(self.python),
+            "-m",
+            "pytest",
+            "suites",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "--backend",
+            "kernel",
+            "--conformance-json",
+            f"{GUEST_OUT}/{RESULTS}",
+            f"--color={'yes' if self.color else 'no'}",
+            *self.args,
+        ]
 
 
 def render(suite: Suite, nonce: str) -> str:
@@ -67,7 +83,7 @@ export HOME=/run/home TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1 COLUMNS={suite.c
 cat {GUEST_OUT}/{FACTS}
 cd {q(str(suite.checkout))} || halt {q(f"no checkout at {suite.checkout}")}
 echo {q(start_marker(nonce))}
-{' '.join(q(a) for a in suite.pytest_argv())}
+{" ".join(q(a) for a in suite.pytest_argv())}
 status=$?
 echo "$status" > {GUEST_OUT}/{STATUS}
 sync

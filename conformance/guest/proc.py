@@ -1,5 +1,6 @@
 """Child processes that cannot outlive the runner: each in its own process
 group (killed as a whole), and told by the kernel to die with its parent."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,12 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any, Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> Optional[Callable[[], None]]:
+def die_with_parent() -> Callable[[], None] | None:
     """A preexec function that arms PR_SET_PDEATHSIG, or None off Linux.
 
     libc is loaded here, before the fork: the child only calls into it.
@@ -75,7 +77,7 @@ class TerminationAsException:
 
     SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
-    def __enter__(self) -> "TerminationAsException":
+    def __enter__(self) -> TerminationAsException:
         self.previous = {s: signal.signal(s, self.raise_it) for s in self.SIGNALS}
         return self
 

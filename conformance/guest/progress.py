@@ -1,10 +1,11 @@
 """Progress of a kernel build read from kbuild's quiet output: one line at
 most every few seconds, plain text so CI logs show it too."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 # kbuild prints "  CC      kernel/fork.o" for each object it compiles.
 OBJECT = re.compile(r"^\s+(?:CC|AS)\s+(?:\[M\]\s+)?\S+\.o\s*$")
@@ -15,7 +16,7 @@ def is_object(line: str) -> bool:
 
 
 def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
@@ -32,8 +33,10 @@ class Snapshot:
         if self.done >= self.expected:
             return f"{head}, {duration(self.elapsed)} elapsed, linking soon"
         left = self.elapsed * (self.expected - self.done) / self.done
-        return (f"{head} ({100 * self.done // self.expected}%), {duration(self.elapsed)} elapsed, "
-                f"about {duration(left)} left")
+        return (
+            f"{head} ({100 * self.done // self.expected}%), {duration(self.elapsed)} elapsed, "
+            f"about {duration(left)} left"
+        )
 
 
 class Meter:
@@ -45,7 +48,7 @@ class Meter:
         self.done = 0
         self.last = self.start
 
-    def feed(self, line: str) -> Optional[str]:
+    def feed(self, line: str) -> str | None:
         """The progress line to show after LINE, if one is due."""
         if is_object(line):
             self.done += 1

@@ -1,5 +1,6 @@
 """The QEMU command line: TCG with AMD SVM and nested paging (-cpu max), the
 host's root read-only over 9p, and a writable share for the results."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,19 +26,49 @@ class Boot:
     cpus: int = CPUS
 
     def cmdline(self) -> str:
-        words = ["console=ttyS0", f"root={ROOT_TAG}", "rootfstype=9p", f"rootflags={P9},cache=loose", "ro",
-                 f"init={self.init}", "panic=-1", HUGEPAGES]  # panic=-1: reboot at once, and -no-reboot ends QEMU
+        words = [
+            "console=ttyS0",
+            f"root={ROOT_TAG}",
+            "rootfstype=9p",
+            f"rootflags={P9},cache=loose",
+            "ro",
+            f"init={self.init}",
+            "panic=-1",  # reboot at once, and -no-reboot ends QEMU
+            HUGEPAGES,
+        ]
         if not self.npt:
             words.append("kvm_amd.npt=0")
         return " ".join(words)
 
     def argv(self, qemu: str = QEMU) -> list[str]:
-        return [qemu, "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", str(self.cpus), "-m", self.memory,
-                "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-                "-kernel", str(self.kernel), "-append", self.cmdline(),
-                # multidevs=remap: without it the guest's own /proc was invisible on the 9p root
-                "-virtfs", f"local,path=/,mount_tag={ROOT_TAG},security_model=none,readonly=on,multidevs=remap",
-                "-virtfs", f"local,path={option_value(self.out)},mount_tag={OUT_TAG},security_model=none"]
+        return [
+            qemu,
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+            "-smp",
+            str(self.cpus),
+            "-m",
+            self.memory,
+            "-nodefaults",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            str(self.kernel),
+            "-append",
+            self.cmdline(),
+            # multidevs=remap: without it the guest's own /proc was invisible on the 9p root
+            "-virtfs",
+            f"local,path=/,mount_tag={ROOT_TAG},security_model=none,readonly=on,multidevs=remap",
+            "-virtfs",
+            f"local,path={option_value(self.out)},mount_tag={OUT_TAG},security_model=none",
+        ]
 
 
 def option_value(path: Path) -> str:

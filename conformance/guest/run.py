@@ -2,6 +2,7 @@
 the checkout's own venv, and bring the results back tagged with where they
 ran. A guest that hangs, panics or never reaches the suite is stopped after
 its limit and reported with the end of its console."""
+
 from __future__ import annotations
 
 import json
@@ -11,23 +12,24 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 from .. import report
 from . import config, images, prereq, proc
 from .console import Console, Ending, Limits, watch
-from .initscript import FORWARDED, FACTS, RESULTS, STATUS, Suite, render
+from .initscript import FACTS, FORWARDED, RESULTS, STATUS, Suite, render
 from .progress import duration
 from .qemu import Boot
 
 MACHINE = "qemu-tcg guest (emulated AMD SVM)"
 KEEP_RUNS = 5  # results directories kept under the cache's runs/
 BUILD_HINT = "`python -m conformance guest build`"
-VENV_HINT = ("python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' ./backends/rust "
-             "(the README's set-up)")
-GUEST_HIDDEN = ("/proc", "/sys", "/dev", "/run")  # the guest mounts its own there: host files under them are out of reach
+VENV_HINT = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' ./backends/rust (the README's set-up)"
+# the guest mounts its own there: host files under them are out of reach
+GUEST_HIDDEN = ("/proc", "/sys", "/dev", "/run")
 FAULT = 3  # the exit status for a guest that did not bring results back
 Say = Callable[[str], None]
 
@@ -37,9 +39,9 @@ class Request:
     npt: bool
     boot_timeout: float
     timeout: float
-    json_out: Optional[Path]
-    kernel: Optional[Path]  # default: the cached image for this source and fragment
-    python: Optional[Path]  # default: the checkout's venv
+    json_out: Path | None
+    kernel: Path | None  # default: the cached image for this source and fragment
+    python: Path | None  # default: the checkout's venv
     quiet: bool  # show the guest's pytest output only on failure
     pytest_args: tuple[str, ...]
 
@@ -52,8 +54,10 @@ def checkout() -> Path:
     """The project checkout this package runs from: the guest runs the same one."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "suites").is_dir() or not (root / "pyproject.toml").is_file():
-        raise Refusal(f"the guest runs the suite of a project checkout, but this package is not in one ({root}); "
-                      "run from a clone installed with the README's set-up")
+        raise Refusal(
+            f"the guest runs the suite of a project checkout, but this package is not in one ({root}); "
+            "run from a clone installed with the README's set-up"
+        )
     return root
 
 
@@ -64,8 +68,10 @@ def guest_python(request: Request, root: Path) -> Path:
         return request.python.absolute()  # not resolved: a venv's interpreter is a symlink that must stay one
     python = root / ".venv" / "bin" / "python"
     if not os.access(python, os.X_OK):
-        raise Refusal(f"no virtual environment at {root / '.venv'}: the guest runs the checkout's own. "
-                      f"Make it in {root} with: {VENV_HINT}")
+        raise Refusal(
+            f"no virtual environment at {root / '.venv'}: the guest runs the checkout's own. "
+            f"Make it in {root} with: {VENV_HINT}"
+        )
     return python
 
 
@@ -77,8 +83,9 @@ def kernel_image(request: Request, root: Path) -> Path:
         source = images.find_source()
         image = images.lookup(root, images.image_key(source, fragment)) if source else images.newest_for(root, fragment)
         if image is None:
-            raise Refusal(f"no guest kernel cached in {root} for this source and config fragment; build it with "
-                          f"{BUILD_HINT}")
+            raise Refusal(
+                f"no guest kernel cached in {root} for this source and config fragment; build it with {BUILD_HINT}"
+            )
         path = image.bzimage
     problem = images.boot_problem(path)
     if problem:
@@ -92,9 +99,11 @@ def results_dir(root: Path) -> Path:
     runs.mkdir(parents=True, exist_ok=True)
     runs = runs.resolve()  # the guest sees the host's real paths, not symlinks into /run or the like
     if any(runs.is_relative_to(hidden) for hidden in GUEST_HIDDEN) or any(c.isspace() for c in str(runs)):
-        raise Refusal(f"the guest cannot reach {runs} (under {', '.join(GUEST_HIDDEN)}, or with white space "
-                      f"for the kernel command line); point ${images.CACHE_ENV} elsewhere")
-    for old in sorted(d for d in runs.iterdir() if d.is_dir())[:-(KEEP_RUNS - 1)]:
+        raise Refusal(
+            f"the guest cannot reach {runs} (under {', '.join(GUEST_HIDDEN)}, or with white space "
+            f"for the kernel command line); point ${images.CACHE_ENV} elsewhere"
+        )
+    for old in sorted(d for d in runs.iterdir() if d.is_dir())[: -(KEEP_RUNS - 1)]:
         shutil.rmtree(old, ignore_errors=True)
     out = runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     out.mkdir()
@@ -110,9 +119,14 @@ def run(request: Request, env: Mapping[str, str], say: Say, clock: Callable[[], 
     try:
         kernel = kernel_image(request, root)
         project = checkout()
-        suite = Suite(project, guest_python(request, project), request.pytest_args, color=sys.stdout.isatty(),
-                      columns=shutil.get_terminal_size().columns,
-                      env=tuple((name, env[name]) for name in FORWARDED if name in env))
+        suite = Suite(
+            project,
+            guest_python(request, project),
+            request.pytest_args,
+            color=sys.stdout.isatty(),
+            columns=shutil.get_terminal_size().columns,
+            env=tuple((name, env[name]) for name in FORWARDED if name in env),
+        )
         out = results_dir(root)
     except (Refusal, config.FragmentError) as err:
         say(f"guest run: {err}")
@@ -126,8 +140,12 @@ def run(request: Request, env: Mapping[str, str], say: Say, clock: Callable[[], 
     with (out / "console.log").open("wb") as log:
         console = Console(nonce, log, None if request.quiet else sys.stdout, say)
         try:
-            with proc.TerminationAsException(), proc.running(
-                    boot.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as qemu:
+            with (
+                proc.TerminationAsException(),
+                proc.running(
+                    boot.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                ) as qemu,
+            ):
                 ending = watch(qemu, console, Limits(request.boot_timeout, request.timeout), clock)
         except KeyboardInterrupt:
             say("guest run: interrupted; the guest was stopped")
@@ -138,7 +156,7 @@ def run(request: Request, env: Mapping[str, str], say: Say, clock: Callable[[], 
     return bring_back(request, out, console, ending, say)
 
 
-def fault(ending: Ending, started: bool, request: Request) -> Optional[str]:
+def fault(ending: Ending, started: bool, request: Request) -> str | None:
     if ending.how == "boot-timeout":
         return f"the guest did not reach the suite within {request.boot_timeout:g} s (--boot-timeout)"
     if ending.how == "run-timeout":
@@ -165,8 +183,10 @@ def bring_back(request: Request, out: Path, console: Console, ending: Ending, sa
     where = {"machine": MACHINE, "npt": npt}
     results = read_results(out / RESULTS)
     boot = f"boot {duration(ending.boot_seconds)}, " if ending.boot_seconds is not None else ""
-    say(f"results from {MACHINE}: Linux {facts.get('kernel') or '?'}, tdp_mmu={facts.get('tdp_mmu') or '?'}, "
-        f"npt={npt} ({boot}total {duration(ending.seconds)}; {out})")
+    say(
+        f"results from {MACHINE}: Linux {facts.get('kernel') or '?'}, tdp_mmu={facts.get('tdp_mmu') or '?'}, "
+        f"npt={npt} ({boot}total {duration(ending.seconds)}; {out})"
+    )
     if npt != str(int(request.npt)):
         say(f"guest run: note: npt={int(request.npt)} was asked for, the guest's kvm_amd says npt={npt}")
     if results is None:
@@ -187,12 +207,15 @@ def bring_back(request: Request, out: Path, console: Console, ending: Ending, sa
         for line in console.tail():
             say(f"  | {line}")
     if status != 0:
-        say(f"guest run: the guest's pytest exited with status {status}" + (" (nothing collected)" if status == 5 else ""))
+        say(
+            f"guest run: the guest's pytest exited with status {status}"
+            + (" (nothing collected)" if status == 5 else "")
+        )
         return status
     return 0 if results is not None else FAULT
 
 
-def read_status(path: Path) -> Optional[int]:
+def read_status(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):
@@ -207,11 +230,12 @@ def read_facts(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def read_results(path: Path) -> Optional[list[dict[str, Any]]]:
+def read_results(path: Path) -> list[dict[str, Any]] | None:
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    ok = isinstance(results, list) and all(isinstance(r, dict) and {"backend", "profile", "outcome"} <= r.keys()
-                                           for r in results)
+    ok = isinstance(results, list) and all(
+        isinstance(r, dict) and {"backend", "profile", "outcome"} <= r.keys() for r in results
+    )
     return results if ok else None
