@@ -7,16 +7,25 @@ same space and counts rows. A combination is a tuple of (axis, label)
 pairs: labels are the classes the space enumerates ("invalid" for any
 unknown attribute value), while a table cell may give a concrete value.
 """
+
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any
 
 from . import schema
 from .errors import KeyPath
 from .model import (
-    MEMORY_ATTRIBUTE_PRIVATE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, VM_TYPES, AttrFilter, Profile, RangeFlag, VmType,
+    MEMORY_ATTRIBUTE_PRIVATE,
+    V10_ATTR_PRIVATE,
+    V10_ATTR_SHARED,
+    VM_TYPES,
+    AttrFilter,
+    Profile,
+    RangeFlag,
+    VmType,
 )
 
 Labels = Mapping[str, str]  # axis name -> label
@@ -64,10 +73,10 @@ class Space:
     def axes(self, op: str) -> tuple[Axis, ...]:
         return self.ops[op]
 
-    def blocked_by(self, labels: Labels) -> Optional[Unreachable]:
+    def blocked_by(self, labels: Labels) -> Unreachable | None:
         return next((rule for rule in self.unreachable if rule.applies(labels)), None)
 
-    def combinations(self, op: str) -> Iterator[tuple[Combination, Optional[Unreachable]]]:
+    def combinations(self, op: str) -> Iterator[tuple[Combination, Unreachable | None]]:
         """Every combination of the op's axes, each with the rule that makes it unreachable (or None)."""
         axes = self.ops[op]
         for values in itertools.product(*(axis.values for axis in axes)):
@@ -132,8 +141,9 @@ _BOOL = _cell(schema.Bool())
 
 def _vm_axis(profile: Profile) -> Axis:
     types = tuple(t.value for t in VmType if t in VM_TYPES[profile])
-    return _choice_axis("vm", f"VM type ({', '.join(types)})", types,
-                        _cell(schema.enum_choice(VmType), lambda t: t.value))
+    return _choice_axis(
+        "vm", f"VM type ({', '.join(types)})", types, _cell(schema.enum_choice(VmType), lambda t: t.value)
+    )
 
 
 TDP_MMU = _bool_axis("tdp_mmu", "the TDP MMU is on (kvm.tdp_mmu)", _BOOL)
@@ -143,18 +153,50 @@ FLUSH_IN = _bool_axis("flush_in", "the flush the caller already owes, passed int
 SLOT_ZAP_ALL = _bool_axis("slot_zap_all", "KVM_X86_QUIRK_SLOT_ZAP_ALL is enabled", _BOOL)
 _RANGE_FLAGS = _cell(schema.Array(schema.enum_choice(RangeFlag), distinct=True), frozenset)
 _ATTR_FILTER = _cell(schema.Array(schema.enum_choice(AttrFilter), distinct=True), frozenset)
-RANGE_FLAGS = Axis("range_flags", "struct kvm_gfn_range flags", _set_values(RangeFlag), _RANGE_FLAGS, _set_label, _set_concrete(RangeFlag))
-ATTR = Axis("attr", "range attribute (read with SET_MEM_ATTR); invalid = neither SHARED nor PRIVATE",
-            ("SHARED", "PRIVATE", "invalid"), _cell(schema.V10_ATTR), _v10_attr_label,
-            {"SHARED": V10_ATTR_SHARED, "PRIVATE": V10_ATTR_PRIVATE, "invalid": 0}.__getitem__)
-ATTR_FILTER = Axis("attr_filter", "enum kvm_gfn_range_filter bits", _set_values(AttrFilter), _ATTR_FILTER, _set_label, _set_concrete(AttrFilter))
-NEW_ATTRIBUTES = Axis("new_attributes", "KVM_SET_MEMORY_ATTRIBUTES attributes; invalid = an unsupported bit",
-                      ("0", "PRIVATE", "invalid"), _cell(schema.MEMORY_ATTRIBUTES), _attributes_label,
-                      {"0": 0, "PRIVATE": MEMORY_ATTRIBUTE_PRIVATE, "invalid": UNKNOWN_ATTRIBUTE_BIT}.__getitem__)
-CURRENT = _choice_axis("current", "the range's attribute before the call", CURRENT_VALUES,
-                       _cell(schema.Choice("current", {c: c for c in CURRENT_VALUES})))
-PRESENT = _choice_axis("present", "which fixture mappings exist before the call", PRESENT_VALUES,
-                       _cell(schema.Choice("present", {p: p for p in PRESENT_VALUES})))
+RANGE_FLAGS = Axis(
+    "range_flags",
+    "struct kvm_gfn_range flags",
+    _set_values(RangeFlag),
+    _RANGE_FLAGS,
+    _set_label,
+    _set_concrete(RangeFlag),
+)
+ATTR = Axis(
+    "attr",
+    "range attribute (read with SET_MEM_ATTR); invalid = neither SHARED nor PRIVATE",
+    ("SHARED", "PRIVATE", "invalid"),
+    _cell(schema.V10_ATTR),
+    _v10_attr_label,
+    {"SHARED": V10_ATTR_SHARED, "PRIVATE": V10_ATTR_PRIVATE, "invalid": 0}.__getitem__,
+)
+ATTR_FILTER = Axis(
+    "attr_filter",
+    "enum kvm_gfn_range_filter bits",
+    _set_values(AttrFilter),
+    _ATTR_FILTER,
+    _set_label,
+    _set_concrete(AttrFilter),
+)
+NEW_ATTRIBUTES = Axis(
+    "new_attributes",
+    "KVM_SET_MEMORY_ATTRIBUTES attributes; invalid = an unsupported bit",
+    ("0", "PRIVATE", "invalid"),
+    _cell(schema.MEMORY_ATTRIBUTES),
+    _attributes_label,
+    {"0": 0, "PRIVATE": MEMORY_ATTRIBUTE_PRIVATE, "invalid": UNKNOWN_ATTRIBUTE_BIT}.__getitem__,
+)
+CURRENT = _choice_axis(
+    "current",
+    "the range's attribute before the call",
+    CURRENT_VALUES,
+    _cell(schema.Choice("current", {c: c for c in CURRENT_VALUES})),
+)
+PRESENT = _choice_axis(
+    "present",
+    "which fixture mappings exist before the call",
+    PRESENT_VALUES,
+    _cell(schema.Choice("present", {p: p for p in PRESENT_VALUES})),
+)
 
 # ---------------------------------------------------------------- what cannot happen
 
@@ -166,46 +208,80 @@ def _has_private(labels: Labels) -> bool:
 
 
 VM_RULES = (
-    Unreachable("tdx-needs-tdp-mmu", "TDX cannot be enabled without the TDP MMU",
-                "tdx_bringup() refuses when !tdp_mmu_enabled (arch/x86/kvm/vmx/tdx.c)",
-                ("vm", "tdp_mmu"), lambda c: c["vm"] == "TDX" and c["tdp_mmu"] == "false"),
-    Unreachable("sw-protected-needs-tdp-mmu", "KVM_X86_SW_PROTECTED_VM is only offered with the TDP MMU",
-                "kvm_is_vm_type_supported() (arch/x86/kvm/x86.c)",
-                ("vm", "tdp_mmu"), lambda c: c["vm"] == "SW_PROTECTED" and c["tdp_mmu"] == "false"),
-    Unreachable("tdx-has-no-rmaps", "a TDX guest cannot run a nested guest, so no shadow root ever exists",
-                "no nested VMX for TDX vCPUs; shadow_root_allocated stays false (arch/x86/kvm/mmu/mmu.c)",
-                ("vm", "rmaps"), lambda c: c["vm"] == "TDX" and c["rmaps"] == "true"),
-    Unreachable("protected-state-no-nested", "an SEV-ES or SNP guest cannot have VMRUN emulated, so with the "
-                "TDP MMU on no nested shadow root (and no rmap) exists",
-                "sev_es_validate_vmgexit() rejects VMRUN exits (arch/x86/kvm/svm/sev.c)",
-                ("vm", "tdp_mmu", "rmaps"),
-                lambda c: c["vm"] in ("SEV_ES", "SNP") and c["tdp_mmu"] == "true" and c["rmaps"] == "true"),
-    Unreachable("shadow-mmu-has-rmaps", "with the TDP MMU off every SPTE is a shadow page tracked by rmaps",
-                "kvm_memslots_have_rmaps() is true when !tdp_mmu_enabled (arch/x86/kvm/mmu.h)",
-                ("tdp_mmu", "rmaps"), lambda c: c["tdp_mmu"] == "false" and c["rmaps"] == "false"),
+    Unreachable(
+        "tdx-needs-tdp-mmu",
+        "TDX cannot be enabled without the TDP MMU",
+        "tdx_bringup() refuses when !tdp_mmu_enabled (arch/x86/kvm/vmx/tdx.c)",
+        ("vm", "tdp_mmu"),
+        lambda c: c["vm"] == "TDX" and c["tdp_mmu"] == "false",
+    ),
+    Unreachable(
+        "sw-protected-needs-tdp-mmu",
+        "KVM_X86_SW_PROTECTED_VM is only offered with the TDP MMU",
+        "kvm_is_vm_type_supported() (arch/x86/kvm/x86.c)",
+        ("vm", "tdp_mmu"),
+        lambda c: c["vm"] == "SW_PROTECTED" and c["tdp_mmu"] == "false",
+    ),
+    Unreachable(
+        "tdx-has-no-rmaps",
+        "a TDX guest cannot run a nested guest, so no shadow root ever exists",
+        "no nested VMX for TDX vCPUs; shadow_root_allocated stays false (arch/x86/kvm/mmu/mmu.c)",
+        ("vm", "rmaps"),
+        lambda c: c["vm"] == "TDX" and c["rmaps"] == "true",
+    ),
+    Unreachable(
+        "protected-state-no-nested",
+        "an SEV-ES or SNP guest cannot have VMRUN emulated, so with the "
+        "TDP MMU on no nested shadow root (and no rmap) exists",
+        "sev_es_validate_vmgexit() rejects VMRUN exits (arch/x86/kvm/svm/sev.c)",
+        ("vm", "tdp_mmu", "rmaps"),
+        lambda c: c["vm"] in ("SEV_ES", "SNP") and c["tdp_mmu"] == "true" and c["rmaps"] == "true",
+    ),
+    Unreachable(
+        "shadow-mmu-has-rmaps",
+        "with the TDP MMU off every SPTE is a shadow page tracked by rmaps",
+        "kvm_memslots_have_rmaps() is true when !tdp_mmu_enabled (arch/x86/kvm/mmu.h)",
+        ("tdp_mmu", "rmaps"),
+        lambda c: c["tdp_mmu"] == "false" and c["rmaps"] == "false",
+    ),
 )
 
 PRIVATE_MAPPING_RULES = (
-    Unreachable("private-needs-private-mem", "private mappings exist only in VMs with private memory",
-                "kvm_arch_has_private_mem(): SW_PROTECTED, SNP and TDX (arch/x86/kvm/x86.c kvm_arch_init_vm)",
-                ("vm", "present"), lambda c: c["vm"] not in _PRIVATE_MEM and _has_private(c)),
+    Unreachable(
+        "private-needs-private-mem",
+        "private mappings exist only in VMs with private memory",
+        "kvm_arch_has_private_mem(): SW_PROTECTED, SNP and TDX (arch/x86/kvm/x86.c kvm_arch_init_vm)",
+        ("vm", "present"),
+        lambda c: c["vm"] not in _PRIVATE_MEM and _has_private(c),
+    ),
 )
 
 V10_RULES = (
-    Unreachable("v10-private-slot-needs-tdx", "only a TDX VM accepts KVM_MEM_PRIVATE slots",
-                "check_memory_region_flags() gates KVM_MEM_PRIVATE on kvm_arch_has_private_mem(), "
-                "true only for TDX (UPM v9 8/8, TDX v10 026)",
-                ("vm", "slot_private"), lambda c: c["vm"] != "TDX" and c["slot_private"] == "true"),
-    Unreachable("private-needs-private-slot", "a slot that cannot be private never gets a private mapping",
-                "kvm_mem_is_private() is false outside KVM_MEM_PRIVATE slots (UPM v9, kvm_faultin_pfn)",
-                ("slot_private", "present"), lambda c: c["slot_private"] == "false" and _has_private(c)),
+    Unreachable(
+        "v10-private-slot-needs-tdx",
+        "only a TDX VM accepts KVM_MEM_PRIVATE slots",
+        "check_memory_region_flags() gates KVM_MEM_PRIVATE on kvm_arch_has_private_mem(), "
+        "true only for TDX (UPM v9 8/8, TDX v10 026)",
+        ("vm", "slot_private"),
+        lambda c: c["vm"] != "TDX" and c["slot_private"] == "true",
+    ),
+    Unreachable(
+        "private-needs-private-slot",
+        "a slot that cannot be private never gets a private mapping",
+        "kvm_mem_is_private() is false outside KVM_MEM_PRIVATE slots (UPM v9, kvm_faultin_pfn)",
+        ("slot_private", "present"),
+        lambda c: c["slot_private"] == "false" and _has_private(c),
+    ),
 )
 
 MAINLINE_ATTRIBUTE_RULES = (
-    Unreachable("attributes-need-private-mem", "a VM without private memory supports no memory attribute, "
-                "so its ranges are always shared",
-                "kvm_supported_mem_attributes() is 0 unless kvm_arch_has_private_mem() (virt/kvm/kvm_main.c)",
-                ("vm", "current"), lambda c: c["vm"] not in _PRIVATE_MEM and c["current"] != "shared"),
+    Unreachable(
+        "attributes-need-private-mem",
+        "a VM without private memory supports no memory attribute, so its ranges are always shared",
+        "kvm_supported_mem_attributes() is 0 unless kvm_arch_has_private_mem() (virt/kvm/kvm_main.c)",
+        ("vm", "current"),
+        lambda c: c["vm"] not in _PRIVATE_MEM and c["current"] != "shared",
+    ),
 )
 
 # ---------------------------------------------------------------- the two spaces
@@ -231,7 +307,7 @@ V10_SPACE = Space(
     unreachable=_only(VM_RULES, "tdx-needs-tdp-mmu", "tdx-has-no-rmaps", "shadow-mmu-has-rmaps") + V10_RULES,
     scenario_only={
         "event operations": "tdx-v10's decision space is its call layer; its events are the call layer "
-                            "plus plumbing, covered by explicit vectors in suites/event",
+        "plus plumbing, covered by explicit vectors in suites/event",
     },
 )
 
@@ -255,7 +331,7 @@ MAINLINE_SPACE = Space(
         "mm_release, vm_destroy": "whole-VM teardown; suites/event/teardown",
         "disable_quirk": "a policy change; the quirk is the slot_zap_all axis of memslot_delete",
         "memslot_set_flags": "a flags-only memslot change splits or recovers huge leaves: it needs slot flags and "
-                             "host backing the fixture lacks; suites/event/memslot-flags, suites/live/memslot-flags",
+        "host backing the fixture lacks; suites/event/memslot-flags, suites/live/memslot-flags",
     },
 )
 
@@ -268,7 +344,7 @@ def rule(name: str) -> Unreachable:
     return next(r for r in every if r.name == name)
 
 
-def problem(profile: Profile, labels: Labels) -> Optional[Unreachable]:
+def problem(profile: Profile, labels: Labels) -> Unreachable | None:
     """The first rule of the profile that the (partial) labels break: explicit
     vectors (rules.py) obey the same declarations as table rows."""
     return SPACES[profile].blocked_by(labels)

@@ -4,17 +4,35 @@ The schema has already vouched for every key's type and bounds, so values
 are read directly; what is left is building model objects and running the
 rules on them. Decision tables (tables.py) use `make_vector` too.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import Any
 
 from . import capabilities, rules, schema
 from .errors import KeyPath
 from .flagreg import flag_refs
 from .model import (
-    OPERATIONS, Flag, Kind, Layer, Level, Mapping, Observables, Operation, Profile, Root, Slot, State, Step,
-    Vector, Vm, VmType, op_layer, op_name,
+    OPERATIONS,
+    Flag,
+    Kind,
+    Layer,
+    Level,
+    Mapping,
+    Observables,
+    Operation,
+    Profile,
+    Root,
+    Slot,
+    State,
+    Step,
+    Vector,
+    Vm,
+    VmType,
+    op_layer,
+    op_name,
 )
 
 EXPECT_LAYER = {"decision": Layer.CALL, "warns": Layer.CALL, "errno": Layer.EVENT}
@@ -30,14 +48,30 @@ class FileCtx:
     line: Callable[[KeyPath], int]  # a key path's line in the file
 
 
-def make_vector(file: FileCtx, local_id: str, description: str, profiles: frozenset[Profile],
-                flags: tuple[Flag, ...], requires: frozenset[str], state: State, steps: tuple[Step, ...],
-                line: int) -> Vector:
-    derived = capabilities.derive(state.vm, state.slots, state.mappings, (s.op for s in steps), state.private_ranges,
-                                  state.host_huge)
+def make_vector(
+    file: FileCtx,
+    local_id: str,
+    description: str,
+    profiles: frozenset[Profile],
+    flags: tuple[Flag, ...],
+    requires: frozenset[str],
+    state: State,
+    steps: tuple[Step, ...],
+    line: int,
+) -> Vector:
+    derived = capabilities.derive(
+        state.vm, state.slots, state.mappings, (s.op for s in steps), state.private_ranges, state.host_huge
+    )
     return Vector(
-        id=f"{file.name}::{local_id}", description=description, profiles=profiles, requires=requires | derived,
-        flags=flags, state=state, steps=steps, path=file.path, line=line,
+        id=f"{file.name}::{local_id}",
+        description=description,
+        profiles=profiles,
+        requires=requires | derived,
+        flags=flags,
+        state=state,
+        steps=steps,
+        path=file.path,
+        line=line,
     )
 
 
@@ -62,8 +96,9 @@ def build_vector(value: Any, at: KeyPath, file: FileCtx) -> Vector:
     mappings = _mappings(initial.get("mappings", []), vm, profiles, at + ("initial", "mappings"), slots)
     steps = _steps(value["step"], vm, profiles, slots, at, file)
     state = State(vm, slots, private, mappings, host_huge)
-    vector = make_vector(file, value["id"], value["description"], profiles, flags, frozenset(requires), state, steps,
-                         file.line(at))
+    vector = make_vector(
+        file, value["id"], value["description"], profiles, flags, frozenset(requires), state, steps, file.line(at)
+    )
     return replace(vector, pins=_pins(value["pins"], at + ("pins",))) if "pins" in value else vector
 
 
@@ -79,16 +114,26 @@ def _pins(target: str, at: KeyPath) -> str:
 
 def _vm(value: dict[str, Any]) -> Vm:
     tdp_mmu = value["tdp_mmu"]
-    return Vm(VmType(value["type"]), tdp_mmu, value.get("rmaps", not tdp_mmu), value.get("gpaw", 52),
-              value.get("slot_zap_all", True))
+    return Vm(
+        VmType(value["type"]),
+        tdp_mmu,
+        value.get("rmaps", not tdp_mmu),
+        value.get("gpaw", 52),
+        value.get("slot_zap_all", True),
+    )
 
 
 def _slot(value: dict[str, Any]) -> Slot:
     flags = set(value.get("flags", ()))
     return Slot(
-        id=value["id"], base_gfn=value["base_gfn"], npages=value["npages"], as_id=value.get("as_id", 0),
-        private=bool(flags & {"GUEST_MEMFD", "PRIVATE"}), log_dirty="LOG_DIRTY_PAGES" in flags,
-        readonly="READONLY" in flags, gmem_flags=frozenset(schema.get(value, schema.SLOT.field("gmem_flags"), ())),
+        id=value["id"],
+        base_gfn=value["base_gfn"],
+        npages=value["npages"],
+        as_id=value.get("as_id", 0),
+        private=bool(flags & {"GUEST_MEMFD", "PRIVATE"}),
+        log_dirty="LOG_DIRTY_PAGES" in flags,
+        readonly="READONLY" in flags,
+        gmem_flags=frozenset(schema.get(value, schema.SLOT.field("gmem_flags"), ())),
     )
 
 
@@ -100,8 +145,10 @@ def _ranges(initial: dict[str, Any], key: str, vm: Vm, at: KeyPath) -> tuple[tup
 
 
 def _host_huge(initial: dict[str, Any], slots: tuple[Slot, ...], at: KeyPath) -> tuple[tuple[int, int, Level], ...]:
-    pages = [(cells[0], cells[1], schema.HOST_PAGE.names[cells[2]] if len(cells) == 3 else Level.L2M)
-             for cells in initial.get("host_huge", ())]
+    pages = [
+        (cells[0], cells[1], schema.HOST_PAGE.names[cells[2]] if len(cells) == 3 else Level.L2M)
+        for cells in initial.get("host_huge", ())
+    ]
     rules.check_host_huge(pages, slots, [at + ("host_huge", i) for i in range(len(pages))])
     return tuple(sorted(pages))
 
@@ -115,14 +162,17 @@ def _mapping(value: dict[str, Any], vm: Vm, at: KeyPath) -> Mapping:
     root = _ROOTS[value["root"]]
     kind = _KINDS[value["kind"]] if "kind" in value else rules.derive_kind(vm, root)
     if kind is None:
-        schema.fail(at + ("kind",), f"kind required: a {root.value}-root leaf in a {vm.type.value} VM can be "
-                                    f"shared or private")
-    return Mapping(value.get("as_id", 0), root, value["gfn"], _LEVELS[value["level"]], kind,
-                   value.get("invalid", False))
+        schema.fail(
+            at + ("kind",), f"kind required: a {root.value}-root leaf in a {vm.type.value} VM can be shared or private"
+        )
+    return Mapping(
+        value.get("as_id", 0), root, value["gfn"], _LEVELS[value["level"]], kind, value.get("invalid", False)
+    )
 
 
-def _mappings(values: list[Any], vm: Vm, profiles: frozenset[Profile], at: KeyPath,
-              slots: Optional[tuple[Slot, ...]] = None) -> frozenset[Mapping]:
+def _mappings(
+    values: list[Any], vm: Vm, profiles: frozenset[Profile], at: KeyPath, slots: tuple[Slot, ...] | None = None
+) -> frozenset[Mapping]:
     """A list of leaves (runs with `count`); with `slots` (the initial state)
     each must lie inside a slot."""
     paths = [at + (i,) for i in range(len(values))]
@@ -146,11 +196,15 @@ def _op(value: dict[str, Any], profiles: frozenset[Profile], at: KeyPath) -> Ope
         if not profiles <= param.profiles:
             only = rules.profile_names(param.profiles)
             if param.key in value:
-                schema.fail(at + (param.key,), f"{param.key} is {only}-only; this vector lists "
-                                               f"{rules.profile_names(profiles)}")
+                schema.fail(
+                    at + (param.key,), f"{param.key} is {only}-only; this vector lists {rules.profile_names(profiles)}"
+                )
             if param.required and profiles & param.profiles:
-                schema.fail(at + ("op",), f"{name} needs {param.key} under {only} but other listed profiles do "
-                                          f"not accept it; split the vector per profile")
+                schema.fail(
+                    at + ("op",),
+                    f"{name} needs {param.key} under {only} but other listed profiles do "
+                    f"not accept it; split the vector per profile",
+                )
             continue
         if param.key not in value and param.required:
             schema.fail(at + (param.key,), "missing required key")
@@ -165,8 +219,10 @@ def _expect(value: Any, op: Operation, vm: Vm, profiles: frozenset[Profile], at:
     layer = op_layer(op)
     for key, wanted in EXPECT_LAYER.items():
         if key in value and layer is not wanted:
-            schema.fail(at + (key,), f"{key} is only observable for {wanted.value}-layer ops; {op_name(op)} is on "
-                                     f"the {layer.value} layer")
+            schema.fail(
+                at + (key,),
+                f"{key} is only observable for {wanted.value}-layer ops; {op_name(op)} is on the {layer.value} layer",
+            )
     fields = schema.EXPECT.field
     warns = schema.get(value, fields("warns"), at)
     return Observables(
@@ -178,8 +234,9 @@ def _expect(value: Any, op: Operation, vm: Vm, profiles: frozenset[Profile], at:
     )
 
 
-def _steps(values: list[Any], vm: Vm, profiles: frozenset[Profile], slots: tuple[Slot, ...], at: KeyPath,
-           file: FileCtx) -> tuple[Step, ...]:
+def _steps(
+    values: list[Any], vm: Vm, profiles: frozenset[Profile], slots: tuple[Slot, ...], at: KeyPath, file: FileCtx
+) -> tuple[Step, ...]:
     live = {slot.id: slot for slot in slots}
     steps = []
     for i, value in enumerate(values):

@@ -6,6 +6,7 @@ determines a load's result: the loader's own source, the Python version,
 the file's path and bytes, and the flag registry it resolves against. A
 file that fails to load is never cached, so its error shows every time.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,7 +16,6 @@ import pickle
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 from . import axes, build, capabilities, errors, flagreg, lines, load, model, reading, rules, schema, tables
 
@@ -40,7 +40,7 @@ def entry_key(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_cached(path: Path, directory: Optional[Path]) -> load.SuiteFile:
+def load_cached(path: Path, directory: Path | None) -> load.SuiteFile:
     """load.load_file(path), served from DIRECTORY when nothing it depends on changed."""
     try:
         entry = directory / f"{entry_key(path)}.pickle" if directory is not None else None

@@ -1,29 +1,31 @@
 """`python -m conformance` / `conformance`: inspect backends and vector files."""
+
 from __future__ import annotations
 
 import argparse
-import warnings
 import sys
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+from . import coverage, killmatrix, livecov, select
 from .contract import BackendInfo
-from . import coverage, killmatrix, livecov
 from .guest import cli as guest_cli
 from .load import Loaded, SymlinkLoopWarning, load_all
 from .model import Profile
-from . import select
 from .registry import Registry, discover
 
 
 def describe(info: BackendInfo) -> list[str]:
     status = f"unavailable: {info.unavailable}" if info.unavailable else "available"
-    lines = [f"{info.name} {info.version}: {status}",
-             "  profiles:    " + ", ".join(sorted(p.value for p in info.profiles)),
-             "  layers:      " + ", ".join(sorted(l.value for l in info.layers)),
-             "  VM types:    " + ", ".join(sorted(t.value for t in info.vm_types)),
-             "  observables: " + ", ".join(sorted(o.value for o in info.observables)),
-             "  capabilities: " + (", ".join(sorted(info.capabilities)) or "none")]
+    lines = [
+        f"{info.name} {info.version}: {status}",
+        "  profiles:    " + ", ".join(sorted(p.value for p in info.profiles)),
+        "  layers:      " + ", ".join(sorted(layer.value for layer in info.layers)),
+        "  VM types:    " + ", ".join(sorted(t.value for t in info.vm_types)),
+        "  observables: " + ", ".join(sorted(o.value for o in info.observables)),
+        "  capabilities: " + (", ".join(sorted(info.capabilities)) or "none"),
+    ]
     lines += [f"  missing {tag}: {why}" for tag, why in sorted(info.explanations.items())]
     lines += [f"  {key}: {value}" for key, value in sorted(info.details.items())]
     return lines
@@ -39,8 +41,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
         for error in registry.errors:  # first: it is why the command fails
             print(f"plugin error: {error.source}: {error.message}")
         for name, backend in sorted(registry.backends.items()):
-            print("\n".join(describe(backend.info) + (["  runs: in a child process"] if name in choice.isolated
-                                                        else [])))
+            print(
+                "\n".join(describe(backend.info) + (["  runs: in a child process"] if name in choice.isolated else []))
+            )
         if not registry.backends:
             print("no backends registered")
     finally:
@@ -109,11 +112,13 @@ def cmd_kill_matrix(args: argparse.Namespace) -> int:
     results = killmatrix.run_matrix(mutants, vectors)
     print(killmatrix.render(results, Path.cwd()))
     if left_out:
-        print(f"left out {len(left_out)} vector(s) with more than {args.max_leaves} leaves (--max-leaves 0 runs "
-              f"them): " + ", ".join(v.id for v in left_out))
+        print(
+            f"left out {len(left_out)} vector(s) with more than {args.max_leaves} leaves (--max-leaves 0 runs "
+            f"them): " + ", ".join(v.id for v in left_out)
+        )
     if args.killers:
         for result in results:
-            print(f"{result.name}: " + (", ".join(result.killers[:args.killers]) or "-"))
+            print(f"{result.name}: " + (", ".join(result.killers[: args.killers]) or "-"))
     return 1 if any(r.survived for r in results) or registry.errors else 0
 
 
@@ -163,15 +168,27 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    listing = sub.add_parser("backends", help="each registered backend, what it supports or why it cannot run; "
-                                              "fails if a backend cannot be loaded")
-    listing.add_argument("--skip-backend", action="append", default=[], metavar="NAME",
-                         help="leave this registered backend out (neither loaded nor listed)")
+    listing = sub.add_parser(
+        "backends",
+        help="each registered backend, what it supports or why it cannot run; fails if a backend cannot be loaded",
+    )
+    listing.add_argument(
+        "--skip-backend",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this registered backend out (neither loaded nor listed)",
+    )
     listing.set_defaults(func=cmd_backends)
-    for name, func, text in (("validate", cmd_validate, "load vector files and report errors"),
-                             ("list", cmd_list, "list vectors with their profiles"),
-                             ("coverage", cmd_coverage, "check that decision tables cover every reachable "
-                                                        "combination exactly once; count vectors")):
+    for name, func, text in (
+        ("validate", cmd_validate, "load vector files and report errors"),
+        ("list", cmd_list, "list vectors with their profiles"),
+        (
+            "coverage",
+            cmd_coverage,
+            "check that decision tables cover every reachable combination exactly once; count vectors",
+        ),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("paths", nargs="*", default=["suites"])
         p.set_defaults(func=func, limit=20, list_unreachable=False)
@@ -179,12 +196,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     kill.add_argument("paths", nargs="*", default=["suites"])
     kill.add_argument("--mutant", action="append", default=[], help="only this mutant (repeatable)")
     kill.add_argument("--killers", type=int, default=0, metavar="N", help="also list up to N killing items per mutant")
-    kill.add_argument("--max-leaves", type=int, default=killmatrix.DEFAULT_MAX_LEAVES, metavar="N",
-                      help="leave out vectors holding more than N leaves in any state (default %(default)s; 0: none)")
+    kill.add_argument(
+        "--max-leaves",
+        type=int,
+        default=killmatrix.DEFAULT_MAX_LEAVES,
+        metavar="N",
+        help="leave out vectors holding more than N leaves in any state (default %(default)s; 0: none)",
+    )
     kill.set_defaults(func=cmd_kill_matrix)
     fz = sub.add_parser("fuzz", help="differential fuzzing across backends; writes a TOML vector per disagreement")
-    fz.add_argument("--backend", action="append", default=[], help="backends (and mutants) to compare; "
-                    "default every available backend")
+    fz.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        help="backends (and mutants) to compare; default every available backend",
+    )
     fz.add_argument("--profile", action="append", default=[], choices=[p.value for p in Profile])
     fz.add_argument("--examples", type=int, default=2000, help="cases to try (default 2000)")
     fz.add_argument("--seed", type=int, default=None, help="Hypothesis seed, for a reproducible run")
@@ -192,18 +218,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     fz.add_argument("--out", default="fuzz-findings", help="directory for written vectors")
     fz.set_defaults(func=cmd_fuzz)
     sch = sub.add_parser("schema", help="the vector format as JSON Schema (for editors such as Taplo)")
-    sch.add_argument("which", nargs="?", default="vector-file", choices=["vector-file", "flag-registry"],
-                     help="which schema to print (default vector-file)")
+    sch.add_argument(
+        "which",
+        nargs="?",
+        default="vector-file",
+        choices=["vector-file", "flag-registry"],
+        help="which schema to print (default vector-file)",
+    )
     sch.add_argument("--write", action="store_true", help="regenerate the files shipped in conformance/schemas/")
     sch.add_argument("--check", action="store_true", help="fail if the shipped files are stale")
     sch.set_defaults(func=cmd_schema)
     guest_cli.register(sub)
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
-    sub.choices["coverage"].add_argument("--list-unreachable", action="store_true",
-                                         help="print every unreachable combination with the rule that removes it")
-    sub.choices["coverage"].add_argument("--live", action="append", default=[], metavar="RESULTS.json",
-                                         help="instead: which mainline event-layer rules (DEFAULT, SW_PROTECTED) "
-                                              "these live runs' --conformance-json files checked (repeatable)")
+    sub.choices["coverage"].add_argument(
+        "--list-unreachable",
+        action="store_true",
+        help="print every unreachable combination with the rule that removes it",
+    )
+    sub.choices["coverage"].add_argument(
+        "--live",
+        action="append",
+        default=[],
+        metavar="RESULTS.json",
+        help="instead: which mainline event-layer rules (DEFAULT, SW_PROTECTED) "
+        "these live runs' --conformance-json files checked (repeatable)",
+    )
     sub.choices["coverage"].add_argument("--live-backend", default="kernel", help="the live backend (default kernel)")
     sub.choices["coverage"].add_argument("--verbose", action="store_true", help="with --live: list every rule")
     args = parser.parse_args(argv)

@@ -4,12 +4,13 @@
 Enumeration and counting only; the rows' expectations are judged by the
 backends, not here.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from . import axes
 from .axes import Combination, Space, Unreachable
@@ -92,9 +93,15 @@ def profile_coverage(space: Space, vectors: Sequence[Vector]) -> ProfileCoverage
     stray = tuple((c, w[0]) for c, w in named.items() if known.get(c, True) is not None)
     doubled = tuple((c, tuple(w)) for c, w in named.items() if len(w) > 1)
     return ProfileCoverage(
-        profile=space.profile, ops=tuple(ops), missing=tuple(missing), doubled=doubled, stray=stray,
+        profile=space.profile,
+        ops=tuple(ops),
+        missing=tuple(missing),
+        doubled=doubled,
+        stray=stray,
         unreachable=tuple((rule, removed[rule]) for rule in space.unreachable if removed[rule]),
-        vectors=len(mine), explicit=sum(not v.row for v in mine), row_vectors=len(rows),
+        vectors=len(mine),
+        explicit=sum(not v.row for v in mine),
+        row_vectors=len(rows),
         variants=sum(bool(v.row and v.pins) for v in mine),
         rows_written=len({(v.path, v.line) for v in rows}),
     )
@@ -103,8 +110,9 @@ def profile_coverage(space: Space, vectors: Sequence[Vector]) -> ProfileCoverage
 def check(paths: Sequence[str | Path]) -> Report:
     loaded = load_all(paths)
     vectors = list(loaded.vectors)
-    return Report(tuple(profile_coverage(axes.SPACES[p], vectors) for p in Profile),
-                  tuple(str(e) for e in loaded.errors))
+    return Report(
+        tuple(profile_coverage(axes.SPACES[p], vectors) for p in Profile), tuple(str(e) for e in loaded.errors)
+    )
 
 
 # ---------------------------------------------------------------- rendering
@@ -117,19 +125,27 @@ def show(combo: Combination) -> str:
 def unreachable_lines(profile: Profile) -> list[str]:
     """Every unreachable combination of a profile's space with the rule that removes it."""
     space = axes.SPACES[profile]
-    return [f"{profile.value}: {show(combo)}: {rule.name}: {rule.reason}"
-            for op in space.ops for combo, rule in space.combinations(op) if rule is not None]
+    return [
+        f"{profile.value}: {show(combo)}: {rule.name}: {rule.reason}"
+        for op in space.ops
+        for combo, rule in space.combinations(op)
+        if rule is not None
+    ]
 
 
 def render(report: Report, limit: int = 20) -> str:
     out: list[str] = [f"load error: {e}" for e in report.errors]
     for p in report.profiles:
         pct = 100.0 * p.covered / p.reachable if p.reachable else 100.0
-        out.append(f"profile {p.profile.value}: {p.covered}/{p.reachable} reachable combinations covered "
-                   f"({pct:.1f} %), {len(p.missing)} missing, {len(p.doubled)} doubly covered, "
-                   f"{len(p.stray)} outside the space")
-        out.append(f"  vectors: {p.vectors} ({p.explicit} explicit + {p.row_vectors} from {p.rows_written} "
-                   f"table rows + {p.variants} live-fixture variants); items per backend: {p.vectors}")
+        out.append(
+            f"profile {p.profile.value}: {p.covered}/{p.reachable} reachable combinations covered "
+            f"({pct:.1f} %), {len(p.missing)} missing, {len(p.doubled)} doubly covered, "
+            f"{len(p.stray)} outside the space"
+        )
+        out.append(
+            f"  vectors: {p.vectors} ({p.explicit} explicit + {p.row_vectors} from {p.rows_written} "
+            f"table rows + {p.variants} live-fixture variants); items per backend: {p.vectors}"
+        )
         out.append(f"  {'operation':<26}{'space':>7}{'reachable':>11}{'covered':>9}")
         out += [f"  {o.op:<26}{o.space:>7}{o.reachable:>11}{o.covered:>9}" for o in p.ops]
         out.append("  unreachable (first rule that applies):")
@@ -137,9 +153,11 @@ def render(report: Report, limit: int = 20) -> str:
         out.append("  outside the decision space (explicit vectors only):")
         space = axes.SPACES[p.profile]
         out += [f"    {op}: {why}" for op, why in space.scenario_only.items()]
-        for title, items in (("missing", [show(c) for c in p.missing]),
-                             ("doubly covered", [f"{show(c)}: {', '.join(w)}" for c, w in p.doubled]),
-                             ("outside the space", [f"{show(c)}: {w}" for c, w in p.stray])):
+        for title, items in (
+            ("missing", [show(c) for c in p.missing]),
+            ("doubly covered", [f"{show(c)}: {', '.join(w)}" for c, w in p.doubled]),
+            ("outside the space", [f"{show(c)}: {w}" for c, w in p.stray]),
+        ):
             if items:
                 out.append(f"  {title}:")
                 out += [f"    {item}" for item in items[:limit]]

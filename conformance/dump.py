@@ -1,15 +1,27 @@
 """Vector -> TOML text in the suite format (docs/vectors.md), so that tools
 (the fuzzer) can hand a person a ready file. `load.load_file` reads back
 exactly what this writes; tests/test_dump.py holds it to that."""
+
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
-from .schema import OP_PARAMS
 from .model import (
-    ERRNO_LABELS, Flag, Level, Mapping, Observables, Operation, Profile, Slot, Step, Vector, VmType, op_name,
+    ERRNO_LABELS,
+    Flag,
+    Level,
+    Mapping,
+    Observables,
+    Operation,
+    Profile,
+    Slot,
+    Step,
+    Vector,
+    VmType,
+    op_name,
 )
-
+from .schema import OP_PARAMS
 
 
 def _value(value: Any) -> str:
@@ -29,8 +41,12 @@ def _value(value: Any) -> str:
 
 
 def _mapping(m: Mapping, count: int = 1) -> str:
-    parts = [f"root = {_value(m.root)}", f"gfn = {hex(m.gfn)}", f"level = {_value(m.level.label)}",
-             f"kind = {_value(m.kind)}"]
+    parts = [
+        f"root = {_value(m.root)}",
+        f"gfn = {hex(m.gfn)}",
+        f"level = {_value(m.level.label)}",
+        f"kind = {_value(m.kind)}",
+    ]
     parts += [f"as_id = {m.as_id}"] if m.as_id else []
     parts += ["invalid = true"] if m.invalid else []
     parts += [f"count = {_value(count)}"] if count > 1 else []
@@ -43,8 +59,13 @@ def _runs(mappings: Iterable[Mapping]) -> list[tuple[Mapping, int]]:
     for m in sorted(mappings, key=lambda m: (m.as_id, m.root.value, m.invalid, m.level, m.kind.value, m.gfn)):
         if runs:
             first, count = runs[-1]
-            same = (first.as_id, first.root, first.level, first.kind, first.invalid) == \
-                   (m.as_id, m.root, m.level, m.kind, m.invalid)
+            same = (first.as_id, first.root, first.level, first.kind, first.invalid) == (
+                m.as_id,
+                m.root,
+                m.level,
+                m.kind,
+                m.invalid,
+            )
             if same and m.gfn == first.gfn + count * m.level.pages:
                 runs[-1] = (first, count + 1)
                 continue
@@ -60,8 +81,13 @@ def _slot(slot: Slot, profiles: frozenset[Profile]) -> list[str]:
     flags = (["LOG_DIRTY_PAGES"] if slot.log_dirty else []) + (["READONLY"] if slot.readonly else [])
     if slot.private:
         flags.append("PRIVATE" if profiles == {Profile.TDX_V10} else "GUEST_MEMFD")
-    lines = ["[[vector.slot]]", f"id = {slot.id}", f"as_id = {slot.as_id}", f"base_gfn = {hex(slot.base_gfn)}",
-             f"npages = {hex(slot.npages)}"]
+    lines = [
+        "[[vector.slot]]",
+        f"id = {slot.id}",
+        f"as_id = {slot.as_id}",
+        f"base_gfn = {hex(slot.base_gfn)}",
+        f"npages = {hex(slot.npages)}",
+    ]
     lines += [f"flags = {_value(flags)}"] if flags else []
     lines += [f"gmem_flags = {_value(slot.gmem_flags)}"] if slot.gmem_flags else []
     return lines + [""]
@@ -96,17 +122,23 @@ def _step(step: Step, profiles: frozenset[Profile]) -> list[str]:
     return _op(step.op, profiles) + _expect(step.expect) + [""]
 
 
-def vector_toml(vector: Vector, local_id: Optional[str] = None, comment: Iterable[str] = ()) -> str:
+def vector_toml(vector: Vector, local_id: str | None = None, comment: Iterable[str] = ()) -> str:
     """One [[vector]] table; `requires` lists every tag (the loader adds the derived ones again)."""
     vm = vector.state.vm
     lines = [f"# {line}" for line in comment]
-    lines += ["[[vector]]", f"id = {_value(local_id or vector.id.split('::')[-1])}",
-              f"description = {_value(vector.description)}",
-              f"profiles = {_value(sorted(p.value for p in vector.profiles))}",
-              f"flags = {_value([f.name for f in vector.flags])}",
-              f"requires = {_value(sorted(vector.requires))}", "",
-              "[vector.vm]", f"type = {_value(vm.type)}", f"tdp_mmu = {_value(vm.tdp_mmu)}",
-              f"rmaps = {_value(vm.rmaps)}"]
+    lines += [
+        "[[vector]]",
+        f"id = {_value(local_id or vector.id.split('::')[-1])}",
+        f"description = {_value(vector.description)}",
+        f"profiles = {_value(sorted(p.value for p in vector.profiles))}",
+        f"flags = {_value([f.name for f in vector.flags])}",
+        f"requires = {_value(sorted(vector.requires))}",
+        "",
+        "[vector.vm]",
+        f"type = {_value(vm.type)}",
+        f"tdp_mmu = {_value(vm.tdp_mmu)}",
+        f"rmaps = {_value(vm.rmaps)}",
+    ]
     lines += [f"gpaw = {vm.gpaw}"] if vm.type is VmType.TDX else []
     lines += ["slot_zap_all = false"] if not vm.slot_zap_all else []
     lines.append("")
@@ -117,8 +149,9 @@ def vector_toml(vector: Vector, local_id: Optional[str] = None, comment: Iterabl
         if vector.state.private_ranges:
             lines.append(f"private = {_value([list(r) for r in vector.state.private_ranges])}")
         if vector.state.host_huge:
-            pages = [[lo, hi] + ([level.label] if level is not Level.L2M else [])
-                     for lo, hi, level in vector.state.host_huge]
+            pages = [
+                [lo, hi] + ([level.label] if level is not Level.L2M else []) for lo, hi, level in vector.state.host_huge
+            ]
             lines.append(f"host_huge = {_value(pages)}")
         lines += _mappings("mappings", vector.state.mappings) if vector.state.mappings else []
         lines.append("")
@@ -127,13 +160,18 @@ def vector_toml(vector: Vector, local_id: Optional[str] = None, comment: Iterabl
     return "\n".join(lines)
 
 
-def suite_toml(description: str, vectors: Iterable[tuple[Vector, str, tuple[str, ...]]],
-               flags: Iterable[Flag] = ()) -> str:
+def suite_toml(
+    description: str, vectors: Iterable[tuple[Vector, str, tuple[str, ...]]], flags: Iterable[Flag] = ()
+) -> str:
     """A whole suite file; `flags` are defined inline ([suite.flags]) for flags not in the registry."""
     lines = ["[suite]", "format = 1", f"description = {_value(description)}", ""]
     for flag in flags:
-        lines += [f"[suite.flags.{flag.name}]", f"description = {_value(flag.description)}",
-                  f"bug_class = {_value(flag.bug_class)}", f"kernel = {_value(list(flag.kernel))}"]
+        lines += [
+            f"[suite.flags.{flag.name}]",
+            f"description = {_value(flag.description)}",
+            f"bug_class = {_value(flag.bug_class)}",
+            f"kernel = {_value(list(flag.kernel))}",
+        ]
         lines += [f"links = {_value(list(flag.links))}"] if flag.links else []
         lines.append("")
     for vector, local_id, comment in vectors:

@@ -4,12 +4,13 @@ A suite file may use the flags of the nearest `flags.toml` at or above its
 directory plus those it defines itself; the registry's directory is also
 the suite root that vector ids are relative to.
 """
+
 from __future__ import annotations
 
 import functools
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from . import schema
 from .errors import KeyPath, RuleViolation
@@ -22,16 +23,19 @@ REGISTRY_NAME = "flags.toml"
 def parse_flags(value: Any, path: KeyPath) -> dict[str, Flag]:
     """[flags.<name>] / [suite.flags.<name>] entries, checked against the schema."""
     schema.check(value, schema.FLAGS, path)
-    return {name: Flag(
-        name=name,
-        description=entry["description"],
-        bug_class=entry["bug_class"],
-        kernel=tuple(entry["kernel"]),
-        links=tuple(entry.get("links", ())),
-    ) for name, entry in value.items()}
+    return {
+        name: Flag(
+            name=name,
+            description=entry["description"],
+            bug_class=entry["bug_class"],
+            kernel=tuple(entry["kernel"]),
+            links=tuple(entry.get("links", ())),
+        )
+        for name, entry in value.items()
+    }
 
 
-def find_registry(suite_path: str | os.PathLike[str]) -> Optional[str]:
+def find_registry(suite_path: str | os.PathLike[str]) -> str | None:
     """The nearest flags.toml at or above the suite file's directory."""
     start = Path(os.path.abspath(suite_path)).parent
     for directory in (start, *start.parents):
@@ -41,7 +45,7 @@ def find_registry(suite_path: str | os.PathLike[str]) -> Optional[str]:
     return None
 
 
-def suite_name(path: str, registry: Optional[str]) -> str:
+def suite_name(path: str, registry: str | None) -> str:
     """A file's path under its suite root (the directory of its flag
     registry, else its own), '/'-separated and without `.toml`."""
     root = Path(os.path.abspath(registry)).parent if registry else Path(os.path.abspath(path)).parent

@@ -6,13 +6,15 @@ it is written out as a TOML vector file for a person to review.
 The written vector's expectations are the first backend's observation
 (the reference, by default), marked as such: a proposal, not a verdict.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import seed as hypothesis_seed
@@ -22,19 +24,59 @@ from . import axes, capabilities
 from .contract import Backend
 from .dump import suite_toml
 from .errors import RuleViolation
-from .rules import check_state, check_step
 from .model import (
-    MEM_LOG_DIRTY_PAGES, MEM_READONLY, MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, V10_ATTR_PRIVATE, V10_ATTR_SHARED, VM_TYPES,
-    AttrFilter, DisableQuirk, Flag, GmemPunchHole, Kind, Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove,
+    MEM_LOG_DIRTY_PAGES,
+    MEM_READONLY,
+    MEMORY_ATTRIBUTE_PRIVATE,
+    PAGE_SIZE,
+    V10_ATTR_PRIVATE,
+    V10_ATTR_SHARED,
+    VM_TYPES,
+    AttrFilter,
+    DisableQuirk,
+    Flag,
+    GmemPunchHole,
+    Kind,
+    Level,
+    Mapping,
+    MemoryTypeChange,
+    MemslotDelete,
+    MemslotMove,
     MemslotSetFlags,
-    MmuNotifierInvalidate, Observable, Observables, Observation, Operation, Profile, Quirk, RangeFlag, Root, SetMemoryAttributes,
-    Slot, State, Step, UnmapGfnRange, Vector, Vm, VmType, VmDestroy, ZapAll, ZapAllFast, ZapGfnRange, ZapMemslot,
+    MmuNotifierInvalidate,
+    Observable,
+    Observables,
+    Observation,
+    Operation,
+    Profile,
+    Quirk,
+    RangeFlag,
+    Root,
+    SetMemoryAttributes,
+    Slot,
+    State,
+    Step,
+    UnmapGfnRange,
+    Vector,
+    Vm,
+    VmDestroy,
+    VmType,
+    ZapAll,
+    ZapAllFast,
+    ZapGfnRange,
+    ZapMemslot,
 )
+from .rules import check_state, check_step
 from .timeout import deadline
 
 SLOT_STRIDE = 0x1000  # slot i lives at i * stride (+ a 2M-aligned offset): no overlaps, room to move
-FOUND_FLAG = Flag("fuzz-found", "Found by differential fuzzing: two backends disagreed here", "edge-case",
-                  ("kvm_unmap_gfn_range",), ())
+FOUND_FLAG = Flag(
+    "fuzz-found",
+    "Found by differential fuzzing: two backends disagreed here",
+    "edge-case",
+    ("kvm_unmap_gfn_range",),
+    (),
+)
 _NOWHERE: tuple[str, ...] = ()  # fuzzed states have no file: rules report at the root
 
 
@@ -47,9 +89,12 @@ class Rejected(Exception):
 
 def _vm(draw: Any, profile: Profile) -> Vm:
     vm_type = draw(st.sampled_from(sorted(VM_TYPES[profile], key=lambda t: t.value)))
-    pairs = [(t, r) for t, r in ((True, False), (True, True), (False, True))
-             if axes.problem(profile, {"vm": vm_type.value, "tdp_mmu": axes.bool_label(t),
-                                       "rmaps": axes.bool_label(r)}) is None]
+    pairs = [
+        (t, r)
+        for t, r in ((True, False), (True, True), (False, True))
+        if axes.problem(profile, {"vm": vm_type.value, "tdp_mmu": axes.bool_label(t), "rmaps": axes.bool_label(r)})
+        is None
+    ]
     tdp, rmaps = draw(st.sampled_from(pairs))
     gpaw = draw(st.sampled_from((48, 52))) if vm_type is VmType.TDX else 52
     quirk = draw(st.booleans()) if profile is Profile.MAINLINE else True
@@ -95,42 +140,57 @@ def _op(draw: Any, profile: Profile, vm: Vm, slots: dict[int, Slot]) -> Operatio
     live = sorted(slots.values(), key=lambda s: s.id)
     top = max((s.end_gfn for s in live), default=SLOT_STRIDE) + 0x200
     private = [s for s in live if s.private]
-    kinds = ["zap_gfn_range", "zap_all_fast", "zap_all", "mmu_notifier", "set_attributes", "memory_type",
-             "vm_destroy"] + (["unmap", "zap_memslot", "delete", "move"] if live else [])
+    kinds = [
+        "zap_gfn_range",
+        "zap_all_fast",
+        "zap_all",
+        "mmu_notifier",
+        "set_attributes",
+        "memory_type",
+        "vm_destroy",
+    ] + (["unmap", "zap_memslot", "delete", "move"] if live else [])
     kinds += ["punch_hole"] if private else []
     kinds += ["disable_quirk"] + (["set_flags"] if live else []) if profile is Profile.MAINLINE else []
     kind = draw(st.sampled_from(kinds))
     if kind == "set_flags":
         slot = draw(st.sampled_from(live))
-        return MemslotSetFlags(slot.id, draw(st.sampled_from((slot.flag_bits ^ MEM_LOG_DIRTY_PAGES, slot.flag_bits,
-                                                               MEM_READONLY, 8))))
+        return MemslotSetFlags(
+            slot.id, draw(st.sampled_from((slot.flag_bits ^ MEM_LOG_DIRTY_PAGES, slot.flag_bits, MEM_READONLY, 8)))
+        )
     if kind in ("unmap", "zap_memslot", "delete", "move", "punch_hole"):
         slot = draw(st.sampled_from(private if kind == "punch_hole" else live))
         start, end = _span(draw, slot.base_gfn, slot.end_gfn)
         if kind == "unmap":
             return _unmap(draw, profile, slot, start, end)
         makers: dict[str, Callable[[], Operation]] = {
-                "zap_memslot": lambda: ZapMemslot(slot.id), "delete": lambda: MemslotDelete(slot.id),
-                "punch_hole": lambda: GmemPunchHole(slot.id, start, end),
-                "move": lambda: MemslotMove(slot.id, draw(st.integers(0, 8)) * 0x800)}
+            "zap_memslot": lambda: ZapMemslot(slot.id),
+            "delete": lambda: MemslotDelete(slot.id),
+            "punch_hole": lambda: GmemPunchHole(slot.id, start, end),
+            "move": lambda: MemslotMove(slot.id, draw(st.integers(0, 8)) * 0x800),
+        }
         return makers[kind]()
     start, end = _span(draw, 0, top)
     if kind == "set_attributes":
         attributes = draw(st.sampled_from((0, MEMORY_ATTRIBUTE_PRIVATE)))
         return SetMemoryAttributes(start * PAGE_SIZE, (end - start) * PAGE_SIZE, attributes)
     others: dict[str, Callable[[], Operation]] = {
-            "zap_gfn_range": lambda: ZapGfnRange(start, end), "zap_all_fast": ZapAllFast, "zap_all": ZapAll,
-            "mmu_notifier": lambda: MmuNotifierInvalidate(draw(st.integers(0, vm.address_spaces - 1)), start, end),
-            "memory_type": lambda: MemoryTypeChange(start, end), "vm_destroy": VmDestroy,
-            "disable_quirk": lambda: DisableQuirk(Quirk.SLOT_ZAP_ALL)}
+        "zap_gfn_range": lambda: ZapGfnRange(start, end),
+        "zap_all_fast": ZapAllFast,
+        "zap_all": ZapAll,
+        "mmu_notifier": lambda: MmuNotifierInvalidate(draw(st.integers(0, vm.address_spaces - 1)), start, end),
+        "memory_type": lambda: MemoryTypeChange(start, end),
+        "vm_destroy": VmDestroy,
+        "disable_quirk": lambda: DisableQuirk(Quirk.SLOT_ZAP_ALL),
+    }
     return others[kind]()
 
 
 def _unmap(draw: Any, profile: Profile, slot: Slot, start: int, end: int) -> UnmapGfnRange:
     flush_in = draw(st.booleans())
     if profile is Profile.MAINLINE:
-        return UnmapGfnRange(slot.id, start, end, flush_in,
-                             attr_filter=frozenset(draw(st.sets(st.sampled_from(tuple(AttrFilter))))))
+        return UnmapGfnRange(
+            slot.id, start, end, flush_in, attr_filter=frozenset(draw(st.sets(st.sampled_from(tuple(AttrFilter)))))
+        )
     flags = frozenset(draw(st.sets(st.sampled_from(tuple(RangeFlag)))))
     attr = draw(st.sampled_from((V10_ATTR_SHARED, V10_ATTR_PRIVATE, 0, 7))) if RangeFlag.SET_MEM_ATTR in flags else None
     return UnmapGfnRange(slot.id, start, end, flush_in, range_flags=flags, attr=attr)
@@ -146,8 +206,9 @@ def vectors(draw: Any, profiles: Sequence[Profile] = tuple(Profile)) -> Vector:
     for slot in slots:
         for _ in range(draw(st.integers(0, 4))):
             leaf = _leaf(draw, vm, slot)
-            if not any((l.as_id, l.root) == (leaf.as_id, leaf.root) and l.gfn < leaf.end and leaf.gfn < l.end
-                       for l in leaves):
+            if not any(
+                (o.as_id, o.root) == (leaf.as_id, leaf.root) and o.gfn < leaf.end and leaf.gfn < o.end for o in leaves
+            ):
                 leaves.append(leaf)
     private_ranges: tuple[tuple[int, int], ...] = ()
     if vm.private_mem and draw(st.booleans()):
@@ -167,9 +228,15 @@ def vectors(draw: Any, profiles: Sequence[Profile] = tuple(Profile)) -> Vector:
     except (RuleViolation, Rejected):
         assume(False)
     ident = hashlib.sha256(repr((profile, state, steps)).encode()).hexdigest()[:12]
-    return Vector(f"fuzz::case-{ident}", "a case drawn by the differential fuzzer", frozenset({profile}),
-                  capabilities.derive(vm, slots, leaves, (s.op for s in steps), state.private_ranges,
-                                      state.host_huge), (FOUND_FLAG,), state, tuple(steps))
+    return Vector(
+        f"fuzz::case-{ident}",
+        "a case drawn by the differential fuzzer",
+        frozenset({profile}),
+        capabilities.derive(vm, slots, leaves, (s.op for s in steps), state.private_ranges, state.host_huge),
+        (FOUND_FLAG,),
+        state,
+        tuple(steps),
+    )
 
 
 def _validate(state: State, profile: Profile, has_steps: bool) -> None:
@@ -211,8 +278,10 @@ def differences(seen: Sequence[tuple[str, Observation]], backends: Sequence[Back
     (first, base), out = seen[0], []
     for name, other in seen[1:]:
         if len(other.steps) != len(base.steps):
-            out.append(f"{first} returned {len(base.steps)} steps ({'; '.join(base.notes)}), "
-                       f"{name} {len(other.steps)} ({'; '.join(other.notes)})")
+            out.append(
+                f"{first} returned {len(base.steps)} steps ({'; '.join(base.notes)}), "
+                f"{name} {len(other.steps)} ({'; '.join(other.notes)})"
+            )
             continue
         for number, (a, b) in enumerate(zip(base.steps, other.steps), start=1):
             for what in Observable:
@@ -235,13 +304,19 @@ class _Disagreement(Exception):
     pass
 
 
-def search(backends: Sequence[Backend], profiles: Sequence[Profile], examples: int, seed: Optional[int] = None,
-           timeout: float = 10.0) -> Optional[Finding]:
+def search(
+    backends: Sequence[Backend],
+    profiles: Sequence[Profile],
+    examples: int,
+    seed: int | None = None,
+    timeout: float = 10.0,
+) -> Finding | None:
     """Run up to `examples` cases; return the shrunk first disagreement, if any."""
     found: list[Finding] = []
 
-    @settings(max_examples=examples, deadline=None, database=None, print_blob=False,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, deadline=None, database=None, print_blob=False, suppress_health_check=list(HealthCheck)
+    )
     @given(vectors(profiles))
     def case(vector: Vector) -> None:
         seen = observe(backends, vector, timeout)
@@ -259,18 +334,29 @@ def search(backends: Sequence[Backend], profiles: Sequence[Profile], examples: i
     return None
 
 
-def write_finding(finding: Finding, directory: Path, seed: Optional[int]) -> Path:
+def write_finding(finding: Finding, directory: Path, seed: int | None) -> Path:
     """A ready suite file: expectations are the first backend's observation."""
     (proposer, observation), *_ = finding.observations
     steps = tuple(replace(step, expect=seen) for step, seen in zip(finding.vector.steps, observation.steps))
     ident = finding.vector.id.split("-")[-1]
-    vector = replace(finding.vector, steps=steps, id=f"fuzz::{ident}",
-                     description=f"fuzz-found disagreement between {', '.join(n for n, _ in finding.observations)}")
-    provenance = (f"found {date.today().isoformat()} by `python -m conformance fuzz` (seed {seed})",
-                  f"expectations are {proposer}'s observation: review them against docs/spec.md before adding",
-                  *(f"  {line}" for line in finding.differences))
+    vector = replace(
+        finding.vector,
+        steps=steps,
+        id=f"fuzz::{ident}",
+        description=f"fuzz-found disagreement between {', '.join(n for n, _ in finding.observations)}",
+    )
+    provenance = (
+        f"found {date.today().isoformat()} by `python -m conformance fuzz` (seed {seed})",
+        f"expectations are {proposer}'s observation: review them against docs/spec.md before adding",
+        *(f"  {line}" for line in finding.differences),
+    )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"fuzz-{ident}.toml"
-    path.write_text(suite_toml("differential fuzzing finding (review before adding to suites/)",
-                               [(vector, f"case-{ident}", provenance)], flags=(FOUND_FLAG,)))
+    path.write_text(
+        suite_toml(
+            "differential fuzzing finding (review before adding to suites/)",
+            [(vector, f"case-{ident}", provenance)],
+            flags=(FOUND_FLAG,),
+        )
+    )
     return path

@@ -6,6 +6,7 @@ say; the rules (rules.py) that relate values to each other stay the
 loader's. `python -m conformance schema --check` fails when the shipped
 files differ from what the declarations generate.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,13 @@ class _Writer:
         return out
 
     def _cells(self, kind: schema.Cells) -> dict[str, Any]:
-        return {"type": "array", "items": [self.type(item) for item in kind.items], "additionalItems": False,
-                "minItems": len(kind.items) - kind.optional, "maxItems": len(kind.items)}
+        return {
+            "type": "array",
+            "items": [self.type(item) for item in kind.items],
+            "additionalItems": False,
+            "minItems": len(kind.items) - kind.optional,
+            "maxItems": len(kind.items),
+        }
 
     def _bits(self, kind: schema.Bits) -> dict[str, Any]:
         names = {"type": "array", "items": {"type": "string", "enum": list(kind.names)}, "uniqueItems": True}
@@ -93,17 +99,28 @@ class _Writer:
         return out
 
     def _mapof(self, kind: schema.MapOf) -> dict[str, Any]:
-        return {"type": "object", "propertyNames": {"pattern": kind.key.pattern},
-                "additionalProperties": self.type(kind.value)}
+        return {
+            "type": "object",
+            "propertyNames": {"pattern": kind.key.pattern},
+            "additionalProperties": self.type(kind.value),
+        }
 
     def _tagged(self, kind: schema.Tagged) -> dict[str, Any]:
         cases = []
         for name, case in kind.cases.items():
             fields = (schema.Field(kind.tag, schema.Str(), True),) + case.fields + kind.common
-            cases.append({"if": {"properties": {kind.tag: {"const": name}}, "required": [kind.tag]},
-                          "then": self._object(fields)})
-        return {"type": "object", "required": [kind.tag],
-                "properties": {kind.tag: {"type": "string", "enum": list(kind.cases)}}, "allOf": cases}
+            cases.append(
+                {
+                    "if": {"properties": {kind.tag: {"const": name}}, "required": [kind.tag]},
+                    "then": self._object(fields),
+                }
+            )
+        return {
+            "type": "object",
+            "required": [kind.tag],
+            "properties": {kind.tag: {"type": "string", "enum": list(kind.cases)}},
+            "allOf": cases,
+        }
 
     def _anything(self, kind: schema.Anything) -> dict[str, Any]:
         return {"description": kind.doc} if kind.doc else {}
@@ -123,7 +140,7 @@ def generate(document: schema.Published) -> dict[str, Any]:
         "$id": f"urn:kvm-mmu-conformance:{kind}:format-{schema.FORMAT}",
         "title": document.title,
         "description": f"Format {schema.FORMAT}, generated from conformance/schema.py; docs/vectors.md describes "
-                       f"every key and the rules that relate keys to each other.",
+        f"every key and the rules that relate keys to each other.",
         **root,
         "definitions": {_ref(name): value for name, value in sorted(writer.definitions.items())},
     }

@@ -7,13 +7,15 @@ that pins it (`Vector.pins`: the live-fixture variant of a row, or an
 explicit variant). Rows that need rmaps beside the TDP MMU need a nested
 (L2) guest and are listed apart with that reason.
 """
+
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from . import capabilities
 from .load import load_all
@@ -60,7 +62,7 @@ class Run:
 class LiveReport:
     units: tuple[Unit, ...]
     passed_items: dict[str, int]  # results file -> items of the scope it passed
-    runs: dict[str, "Run"]  # results file -> where it ran and what it could reach
+    runs: dict[str, Run]  # results file -> where it ran and what it could reach
     distinct_passed: int  # scope items (units and variants) passed in any file
     scope_items: int
     errors: tuple[str, ...]
@@ -74,15 +76,22 @@ def in_scope(v: Vector, vm_types: frozenset[VmType]) -> bool:
     return Profile.MAINLINE in v.profiles and v.layers == frozenset({Layer.EVENT}) and v.state.vm.type in vm_types
 
 
-def check(suites: Sequence[str | Path], results: Sequence[str | Path], backend: str = "kernel",
-          vm_types: Iterable[VmType] = (VmType.DEFAULT, VmType.SW_PROTECTED)) -> LiveReport:
+def check(
+    suites: Sequence[str | Path],
+    results: Sequence[str | Path],
+    backend: str = "kernel",
+    vm_types: Iterable[VmType] = (VmType.DEFAULT, VmType.SW_PROTECTED),
+) -> LiveReport:
     types = frozenset(vm_types)
     loaded = load_all(suites)
     vectors: dict[str, Vector] = {v.id: v for v in loaded.vectors}
     errors: list[str] = [str(e) for e in loaded.errors]
     scope = {vid: v for vid, v in vectors.items() if in_scope(v, types)}
-    errors += [f"{v.path}:{v.line}: {vid} pins {v.pins!r}, which is no vector of the suite"
-               for vid, v in vectors.items() if v.pins and v.pins not in vectors]
+    errors += [
+        f"{v.path}:{v.line}: {vid} pins {v.pins!r}, which is no vector of the suite"
+        for vid, v in vectors.items()
+        if v.pins and v.pins not in vectors
+    ]
     outcome: dict[str, dict[str, str]] = defaultdict(dict)  # vector id -> results file -> "outcome: detail"
     passed_items: dict[str, int] = {}
     runs: dict[str, Run] = {}
@@ -110,8 +119,14 @@ def run_of(results: list[dict[str, Any]], scope: dict[str, Vector]) -> Run:
         return Run("unknown machine", 0, 0, 0)
     tdp = where.get("tdp_mmu") == "Y"
     types = set(where.get("vm_types", "").split(","))
-    mine = {vid for vid, v in scope.items() if v.state.vm.tdp_mmu == tdp and v.state.vm.type.value in types
-            and not (v.state.vm.tdp_mmu and v.state.vm.rmaps) and not MODEL_ONLY.keys() & v.requires}
+    mine = {
+        vid
+        for vid, v in scope.items()
+        if v.state.vm.tdp_mmu == tdp
+        and v.state.vm.type.value in types
+        and not (v.state.vm.tdp_mmu and v.state.vm.rmaps)
+        and not MODEL_ONLY.keys() & v.requires
+    }
     label = f"Linux {where.get('kernel', '?')}, tdp_mmu={where.get('tdp_mmu', '?')}, npt={where.get('npt', '?')}"
     if where.get("machine"):
         label = f"{where['machine']}: {label}"
@@ -123,8 +138,12 @@ def unit(v: Vector, outcome: dict[str, dict[str, str]], pinned_by: dict[str, lis
     def passed(vid: str) -> tuple[str, ...]:
         return tuple(sorted(f for f, o in outcome[vid].items() if o.startswith("passed")))
 
-    failures = [f"{vid} in {f}: {o}" for vid in [v.id, *pinned_by[v.id]] for f, o in outcome[vid].items()
-                if o.startswith(("failed", "error"))]
+    failures = [
+        f"{vid} in {f}: {o}"
+        for vid in [v.id, *pinned_by[v.id]]
+        for f, o in outcome[vid].items()
+        if o.startswith(("failed", "error"))
+    ]
     if failures:
         return Unit(v, "failed", (), "; ".join(failures))
     if passed(v.id):
@@ -139,14 +158,20 @@ def unit(v: Vector, outcome: dict[str, dict[str, str]], pinned_by: dict[str, lis
         return Unit(v, "model-only", (), "; ".join(model_only))
     newer = sorted(t for t in v.requires if capabilities.version_tag(t) is not None)
     if newer:
-        return Unit(v, "newer kernel", (), f"needs {', '.join(newer)} on a live kernel with its other requirements; "
-                                           f"the runs skipped it: " + " | ".join(skip_reasons(v, outcome, pinned_by)))
+        return Unit(
+            v,
+            "newer kernel",
+            (),
+            f"needs {', '.join(newer)} on a live kernel with its other requirements; "
+            f"the runs skipped it: " + " | ".join(skip_reasons(v, outcome, pinned_by)),
+        )
     return Unit(v, "not run", (), " | ".join(skip_reasons(v, outcome, pinned_by)) or "in no results file")
 
 
 def skip_reasons(v: Vector, outcome: dict[str, dict[str, str]], pinned_by: dict[str, list[str]]) -> list[str]:
-    return sorted({f"{f}: {o.split(': ', 1)[1][:160]}" for vid in [v.id, *pinned_by[v.id]]
-                   for f, o in outcome[vid].items()})
+    return sorted(
+        {f"{f}: {o.split(': ', 1)[1][:160]}" for vid in [v.id, *pinned_by[v.id]] for f, o in outcome[vid].items()}
+    )
 
 
 def render(report: LiveReport, verbose: bool = False) -> str:
@@ -160,12 +185,17 @@ def render(report: LiveReport, verbose: bool = False) -> str:
         out.append(f"{group:<18}{len(units):>6}" + "".join(f"{sum(u.status == c for u in units):>13}" for c in columns))
     live = sum(u.live for u in report.units)
     excused = {c: sum(u.status == c for u in report.units) for c in EXCUSED}
-    out.append(f"rules checked live: {live} of {len(report.units)} (" + ", ".join(
-        f"{n} {c}" for c, n in excused.items()) + ": listed below with why)")
-    for name, n in report.passed_items.items():
+    out.append(
+        f"rules checked live: {live} of {len(report.units)} ("
+        + ", ".join(f"{n} {c}" for c, n in excused.items())
+        + ": listed below with why)"
+    )
+    for name in report.passed_items:
         run = report.runs[name]
-        out.append(f"  {name} ({run.where}): {run.passed} passed, {run.failed} failed of {run.reachable} items "
-                   "for its MMU and VM types (not nested, not model-only)")
+        out.append(
+            f"  {name} ({run.where}): {run.passed} passed, {run.failed} failed of {run.reachable} items "
+            "for its MMU and VM types (not nested, not model-only)"
+        )
     out.append(f"items passed live in any file: {report.distinct_passed} of {report.scope_items} in scope")
     shown = [u for u in report.units if verbose or u.status not in ("itself", "variant", "nested")]
     for u in shown:

@@ -6,13 +6,15 @@ SuiteFile. A problem with the file itself (syntax, the [suite] header, the
 flags) fails the whole file; a problem inside one [[vector]] or [[table]]
 fails only that one, and the file's other vectors still load.
 """
+
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from . import schema
 from .build import FileCtx, build_vector
@@ -22,8 +24,20 @@ from .model import Vector
 from .reading import Document, read_document, shown_path
 from .tables import expand_table
 
-__all__ = ["FORMAT", "LoadError", "Loaded", "SuiteFile", "VectorError", "SymlinkLoopWarning", "load_all",
-           "load_file", "load_flags", "suite_files", "suite_name", "unique_ids"]
+__all__ = [
+    "FORMAT",
+    "LoadError",
+    "Loaded",
+    "SuiteFile",
+    "SymlinkLoopWarning",
+    "VectorError",
+    "load_all",
+    "load_file",
+    "load_flags",
+    "suite_files",
+    "suite_name",
+    "unique_ids",
+]
 
 FORMAT = schema.FORMAT
 
@@ -44,7 +58,7 @@ class SuiteFile:
     vectors: tuple[Vector, ...]
     errors: tuple[VectorError, ...] = ()
 
-    def strict(self) -> "SuiteFile":
+    def strict(self) -> SuiteFile:
         """The file, or its first error raised."""
         if self.errors:
             raise self.errors[0].error
@@ -78,8 +92,9 @@ def load_file(path: str | os.PathLike[str]) -> SuiteFile:
                 errors.append((doc.line(at), VectorError(f"{file.name}::{ident or render(at)}", doc.error(violation))))
     vectors.sort(key=lambda pair: pair[0])  # file order, vectors and table rows interleaved
     errors.sort(key=lambda pair: pair[0])
-    return SuiteFile(doc.path, doc.data["suite"]["description"], tuple(v for _, v in vectors),
-                     tuple(e for _, e in errors))
+    return SuiteFile(
+        doc.path, doc.data["suite"]["description"], tuple(v for _, v in vectors), tuple(e for _, e in errors)
+    )
 
 
 def _check_format(data: dict[str, Any]) -> None:
@@ -137,8 +152,13 @@ def _walk(top: Path) -> list[Path]:
         for sub in sorted(subdirs):
             full = os.path.join(directory, sub)
             if os.path.realpath(full) in chain:
-                warnings.warn(SymlinkLoopWarning(f"{shown_path(full)}: a symlink loop (it leads back to "
-                                                 f"{shown_path(os.path.realpath(full))}); not followed"))
+                warnings.warn(
+                    SymlinkLoopWarning(
+                        f"{shown_path(full)}: a symlink loop (it leads back to "
+                        f"{shown_path(os.path.realpath(full))}); not followed"
+                    ),
+                    stacklevel=2,
+                )
                 continue
             chains[full] = chain
             keep.append(sub)
@@ -156,9 +176,17 @@ def unique_ids(suites: Iterable[SuiteFile]) -> tuple[list[Vector], list[VectorEr
         for vector in suite.vectors:
             other = first.setdefault(vector.id, vector)
             if other is not vector:
-                errors.append(VectorError(vector.id, LoadError(
-                    vector.path, vector.line, "id",
-                    f"duplicate vector id {vector.id!r}: also at {other.path}:{other.line}")))
+                errors.append(
+                    VectorError(
+                        vector.id,
+                        LoadError(
+                            vector.path,
+                            vector.line,
+                            "id",
+                            f"duplicate vector id {vector.id!r}: also at {other.path}:{other.line}",
+                        ),
+                    )
+                )
     return list(first.values()), errors
 
 

@@ -5,6 +5,7 @@ one collection error; a bad vector in a good file is one error item, and
 the file's other vectors still run; a backend that raises or hangs fails
 its own item.
 """
+
 from __future__ import annotations
 
 import gc
@@ -13,34 +14,34 @@ import os
 import shlex
 import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NoReturn, Optional
+from typing import Any, NoReturn
 
 import pytest
 
+from . import select, validate
 from .cache import load_cached
 from .contract import Backend, KnownFailure
-from .isolation import BackendRaised, Fault
 from .errors import LoadError
-from .load import SuiteFile, VectorError
+from .isolation import BackendRaised, Fault
+from .load import SuiteFile
 from .model import Observation, Profile, Vector
-from . import select, validate
 from .registry import Registry
 from .report import RESULT_KEY, MatrixReporter, Result
 from .timeout import BackendTimeout, deadline
 from .verdict import Verdict, judge
 
 
-
 class Chosen:
     """The selected backends, loaded and started on first use: a session
     that collects no vector file (`pytest tests`) loads and starts none."""
 
-    def __init__(self, registry: Registry, choice: select.Choice, seconds: float, memory_bytes: Optional[int]) -> None:
+    def __init__(self, registry: Registry, choice: select.Choice, seconds: float, memory_bytes: int | None) -> None:
         self.registry, self.choice = registry, choice
         self.seconds, self.memory_bytes = seconds, memory_bytes
-        self.backends: Optional[tuple[Backend, ...]] = None
+        self.backends: tuple[Backend, ...] | None = None
 
     def get(self) -> tuple[Backend, ...]:
         if self.backends is None:
@@ -63,7 +64,7 @@ class Selection:
     profiles: tuple[Profile, ...]
     suites: tuple[Path, ...]
     timeout: float
-    cache: Optional[Path]  # where loaded vector files are cached, if anywhere
+    cache: Path | None  # where loaded vector files are cached, if anywhere
 
     def wanted_by(self, config: pytest.Config) -> bool:
         """The run names a path in or above a suite directory (or names none)."""
@@ -80,46 +81,95 @@ SELECTION = pytest.StashKey[Selection]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "kvm-mmu-conformance")
-    group.addoption("--backend", action="append", default=[], metavar="NAME",
-                    help="run this backend (repeatable; default: every available backend)")
-    group.addoption("--skip-backend", action="append", default=[], metavar="NAME",
-                    help="leave this registered backend out: it is neither loaded nor run (repeatable)")
-    group.addoption("--isolate", action="append", default=[], metavar="NAME",
-                    help="run this backend in a child process ('all': every backend); "
-                         "other distributions' backends are isolated by default")
-    group.addoption("--in-process", action="append", default=[], metavar="NAME",
-                    help="run this backend in the runner's process ('all': every backend); "
-                         "this project's backends run there by default")
-    group.addoption("--conformance-memory-limit", type=float, default=4.0, metavar="GIB",
-                    help="an isolated backend's child is stopped above this resident size (default 4)")
-    group.addoption("--profile", action="append", default=[], choices=[p.value for p in Profile],
-                    help="run this spec profile (repeatable; default: both)")
-    group.addoption("--conformance-timeout", type=float, default=60.0, metavar="SECONDS",
-                    help="fail a backend's item after this long (default 60)")
+    group.addoption(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this backend (repeatable; default: every available backend)",
+    )
+    group.addoption(
+        "--skip-backend",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this registered backend out: it is neither loaded nor run (repeatable)",
+    )
+    group.addoption(
+        "--isolate",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this backend in a child process ('all': every backend); "
+        "other distributions' backends are isolated by default",
+    )
+    group.addoption(
+        "--in-process",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this backend in the runner's process ('all': every backend); "
+        "this project's backends run there by default",
+    )
+    group.addoption(
+        "--conformance-memory-limit",
+        type=float,
+        default=4.0,
+        metavar="GIB",
+        help="an isolated backend's child is stopped above this resident size (default 4)",
+    )
+    group.addoption(
+        "--profile",
+        action="append",
+        default=[],
+        choices=[p.value for p in Profile],
+        help="run this spec profile (repeatable; default: both)",
+    )
+    group.addoption(
+        "--conformance-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="fail a backend's item after this long (default 60)",
+    )
     group.addoption("--conformance-json", metavar="PATH", help="write every item's result as JSON")
-    group.addoption("--conformance-no-cache", action="store_true",
-                    help="parse every vector file afresh instead of using pytest's cache directory")
-    parser.addini("conformance_suites", "directories whose *.toml files are vector suites",
-                  type="linelist", default=["suites"])
+    group.addoption(
+        "--conformance-no-cache",
+        action="store_true",
+        help="parse every vector file afresh instead of using pytest's cache directory",
+    )
+    parser.addini(
+        "conformance_suites", "directories whose *.toml files are vector suites", type="linelist", default=["suites"]
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     registry = Registry()
     try:
-        choice = select.choose(registry, config.getoption("backend"), config.getoption("skip_backend"),
-                               config.getoption("isolate"), config.getoption("in_process"))
+        choice = select.choose(
+            registry,
+            config.getoption("backend"),
+            config.getoption("skip_backend"),
+            config.getoption("isolate"),
+            config.getoption("in_process"),
+        )
     except select.SelectionError as err:
         raise pytest.UsageError(str(err)) from None
-    chosen = Chosen(registry, choice, config.getoption("conformance_timeout"),
-                    int(config.getoption("conformance_memory_limit") * 2**30) or None)
+    chosen = Chosen(
+        registry,
+        choice,
+        config.getoption("conformance_timeout"),
+        int(config.getoption("conformance_memory_limit") * 2**30) or None,
+    )
     profiles = tuple(Profile(p) for p in config.getoption("profile")) or tuple(Profile)
     root = Path(str(config.rootpath))
     suites = tuple((root / s).resolve() for s in config.getini("conformance_suites"))
     cache = None
     if getattr(config, "cache", None) is not None and not config.getoption("conformance_no_cache"):
         cache = Path(config.cache.mkdir("conformance-vectors"))
-    config.stash[SELECTION] = Selection(registry, chosen, tuple(sorted(set(profiles))),
-                                        suites, config.getoption("conformance_timeout"), cache)
+    config.stash[SELECTION] = Selection(
+        registry, chosen, tuple(sorted(set(profiles))), suites, config.getoption("conformance_timeout"), cache
+    )
     if any(s.is_dir() for s in suites):
         # One bad vector file must not stop the others from running.
         config.option.continue_on_collection_errors = True
@@ -130,11 +180,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     selection = config.stash[SELECTION]
     if not selection.wanted_by(config):
         return ["conformance backends: not loaded (this run names no vector suite)"]
-    lines = ["conformance backends: " + (", ".join(
-        f"{b.info.name} {b.info.version}" for b in selection.chosen.get()) or "none"),
-        "conformance profiles: " + ", ".join(p.value for p in selection.profiles)]
-    lines += [f"conformance backend {b.info.name} unavailable: {b.info.unavailable}"
-              for b in selection.registry.backends.values() if b.info.unavailable]
+    lines = [
+        "conformance backends: "
+        + (", ".join(f"{b.info.name} {b.info.version}" for b in selection.chosen.get()) or "none"),
+        "conformance profiles: " + ", ".join(p.value for p in selection.profiles),
+    ]
+    lines += [
+        f"conformance backend {b.info.name} unavailable: {b.info.unavailable}"
+        for b in selection.registry.backends.values()
+        if b.info.unavailable
+    ]
     lines += list(select.describe(selection.chosen.choice))
     lines += [f"conformance plugin error: {e.source}: {e.message}" for e in selection.registry.errors]
     return lines
@@ -178,26 +233,34 @@ def _utf8(path: Path) -> bool:
         return False
 
 
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> Optional[bool]:
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """Under a suite directory: no symlink loop, no name pytest cannot report."""
     if SELECTION not in config.stash or not _in_suites(collection_path, config):
         return None
     if not _utf8(collection_path):
         # pytest's own reports and cache encode node ids as UTF-8; say so instead of failing at the end
-        config.issue_config_time_warning(pytest.PytestConfigWarning(
-            f"{os.fsencode(collection_path).decode('utf-8', 'backslashreplace')}: the file name is not valid "
-            f"UTF-8; not collected (rename it)"), 2)
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"{os.fsencode(collection_path).decode('utf-8', 'backslashreplace')}: the file name is not valid "
+                f"UTF-8; not collected (rename it)"
+            ),
+            2,
+        )
         return True
     if collection_path.is_dir() and collection_path.is_symlink():
         real = collection_path.resolve()
         if any(real == parent.resolve() for parent in collection_path.parents):
-            config.issue_config_time_warning(pytest.PytestConfigWarning(
-                f"{collection_path}: a symlink loop (it leads back to {real}); not followed"), 2)
+            config.issue_config_time_warning(
+                pytest.PytestConfigWarning(
+                    f"{collection_path}: a symlink loop (it leads back to {real}); not followed"
+                ),
+                2,
+            )
             return True
     return None
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional["VectorFile"]:
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> VectorFile | None:
     if file_path.suffix != ".toml" or file_path.name == "flags.toml" or not _in_suites(file_path, parent.config):
         return None
     real = str(file_path.resolve())
@@ -221,8 +284,14 @@ class VectorFile(pytest.File):
             local = vector.id.split("::", 1)[-1]  # the one spelling: <id> or <table>/<row labels>
             first = self.config.stash[COLLECTED].ids.setdefault(vector.id, f"{vector.path}:{vector.line}")
             if first != f"{vector.path}:{vector.line}":
-                yield LoadErrorItem.from_parent(self, name=local, vector_id=vector.id, error=LoadError(
-                    vector.path, vector.line, "id", f"duplicate vector id {vector.id!r}: also at {first}"))
+                yield LoadErrorItem.from_parent(
+                    self,
+                    name=local,
+                    vector_id=vector.id,
+                    error=LoadError(
+                        vector.path, vector.line, "id", f"duplicate vector id {vector.id!r}: also at {first}"
+                    ),
+                )
                 continue
             for profile in selection.profiles:
                 if profile not in vector.profiles:
@@ -231,9 +300,12 @@ class VectorFile(pytest.File):
                     if profile not in backend.info.profiles:
                         continue  # not a claim this backend makes: no item, rather than a skip per vector
                     yield VectorItem.from_parent(
-                        self, name=f"{local}[{backend.info.name}:{profile.value}]",
-                        vector=vector, profile=profile, backend=backend)
-
+                        self,
+                        name=f"{local}[{backend.info.name}:{profile.value}]",
+                        vector=vector,
+                        profile=profile,
+                        backend=backend,
+                    )
 
     def load_errors(self, suite: SuiteFile) -> Iterator[pytest.Item]:
         for bad in suite.errors:
@@ -249,11 +321,18 @@ class LoadErrorItem(pytest.Item):
         self.vector_id, self.error = vector_id, error
 
     def runtest(self) -> None:
-        self.user_properties.append((RESULT_KEY, json.dumps(Result(
-            self.nodeid, self.vector_id, "loader", "-", "error", str(self.error)).as_dict(), sort_keys=True)))
+        self.user_properties.append(
+            (
+                RESULT_KEY,
+                json.dumps(
+                    Result(self.nodeid, self.vector_id, "loader", "-", "error", str(self.error)).as_dict(),
+                    sort_keys=True,
+                ),
+            )
+        )
         raise self.error
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Optional[str] = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None) -> str:
         return f"vector {self.vector_id} not loaded\n{excinfo.value}"
 
     def reportinfo(self) -> tuple[Path, int, str]:
@@ -264,7 +343,7 @@ class ItemFault(Exception):
     """An item that ended without a verdict: the backend crashed, hung,
     raised or returned nonsense, or the framework failed."""
 
-    def __init__(self, outcome: str, message: str, cause: Optional[BaseException], detail: str = "") -> None:
+    def __init__(self, outcome: str, message: str, cause: BaseException | None, detail: str = "") -> None:
         super().__init__(message)
         self.outcome, self.message, self.cause, self.detail = outcome, message, cause, detail
 
@@ -283,9 +362,24 @@ class VectorItem(pytest.Item):
     def record(self, outcome: str, detail: str = "", ignored: tuple[str, ...] = ()) -> None:
         """The item's one Result, as JSON (JUnit XML shows it as is; xdist forwards it)."""
         self.user_properties[:] = [p for p in self.user_properties if p[0] != RESULT_KEY]
-        self.user_properties.append((RESULT_KEY, json.dumps(Result(
-            self.nodeid, self.vector.id, self.backend.info.name, self.profile.value,
-            outcome, detail, ignored, dict(self.backend.info.where)).as_dict(), sort_keys=True)))
+        self.user_properties.append(
+            (
+                RESULT_KEY,
+                json.dumps(
+                    Result(
+                        self.nodeid,
+                        self.vector.id,
+                        self.backend.info.name,
+                        self.profile.value,
+                        outcome,
+                        detail,
+                        ignored,
+                        dict(self.backend.info.where),
+                    ).as_dict(),
+                    sort_keys=True,
+                ),
+            )
+        )
 
     def runtest(self) -> None:
         info = self.backend.info
@@ -302,8 +396,9 @@ class VectorItem(pytest.Item):
         except Exception as exc:  # the backend's answer was well-formed: this is ours
             self.fail_item("error", f"framework error: the verdict raised {type(exc).__name__}: {exc}", exc)
         if verdict.ignored:
-            self.add_report_section("call", "ignored observables",
-                                    f"backend {info.name} cannot observe: " + "; ".join(verdict.ignored))
+            self.add_report_section(
+                "call", "ignored observables", f"backend {info.name} cannot observe: " + "; ".join(verdict.ignored)
+            )
         known = info.known_failure(self.vector.id, self.profile.value)
         if known is not None:
             self.expected_failure(known, verdict)
@@ -334,7 +429,7 @@ class VectorItem(pytest.Item):
             self.fail_item("error", f"backend {name} raised {type(exc).__name__}: {exc}", exc)
         raise AssertionError("unreachable")
 
-    def fail_item(self, outcome: str, message: str, cause: Optional[BaseException] = None, detail: str = "") -> NoReturn:
+    def fail_item(self, outcome: str, message: str, cause: BaseException | None = None, detail: str = "") -> NoReturn:
         """Record the item's one outcome, then fail it with `message`."""
         self.record(outcome, message)
         raise ItemFault(outcome, message, cause, detail)
@@ -343,8 +438,9 @@ class VectorItem(pytest.Item):
         """A declared failure: failing is expected, passing is an error (strict)."""
         if verdict.passed:
             self.record("failed", f"declared to fail ({known.reason}) but passed", verdict.ignored)
-            pytest.fail(f"backend {self.backend.info.name} passed an item it declares to fail: {known.reason}",
-                        pytrace=False)
+            pytest.fail(
+                f"backend {self.backend.info.name} passed an item it declares to fail: {known.reason}", pytrace=False
+            )
         self.record("xfailed", known.reason + "\n" + "\n".join(verdict.diffs), verdict.ignored)
         self.add_report_section("call", "expected failure", "\n".join(verdict.diffs))
         pytest.xfail(known.reason)
@@ -355,11 +451,13 @@ class VectorItem(pytest.Item):
         target = str(Path(str(self.config.rootpath)) / path) + sep + rest
         return f"{shlex.quote(sys.executable)} -m pytest -p no:xdist {shlex.quote(target)}"
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Optional[str] = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None) -> str:
         where = os.path.relpath(self.path, self.config.rootpath)
-        head = [f"vector {self.vector.id} ({where}:{self.vector.line})",
-                f"  {self.vector.description}",
-                f"  backend {self.backend.info.name} {self.backend.info.version}, profile {self.profile.value}"]
+        head = [
+            f"vector {self.vector.id} ({where}:{self.vector.line})",
+            f"  {self.vector.description}",
+            f"  backend {self.backend.info.name} {self.backend.info.version}, profile {self.profile.value}",
+        ]
         if isinstance(excinfo.value, VectorMismatch):
             body = list(excinfo.value.verdict.diffs)
         elif isinstance(excinfo.value, ItemFault):
@@ -370,9 +468,15 @@ class VectorItem(pytest.Item):
         elif isinstance(excinfo.value, (pytest.xfail.Exception, pytest.fail.Exception)):
             body = [str(excinfo.value)]  # a declared failure, or a declared one that passed: no traceback
         else:
-            body = [f"backend {self.backend.info.name} raised {excinfo.typename}: {excinfo.value}",
-                    str(super().repr_failure(excinfo, style="short"))]
+            body = [
+                f"backend {self.backend.info.name} raised {excinfo.typename}: {excinfo.value}",
+                str(super().repr_failure(excinfo, style="short")),
+            ]
         return "\n".join(head + body + [f"re-run: {self.rerun_command()}"])
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, max(self.vector.line - 1, 0), f"{self.vector.id} [{self.backend.info.name}:{self.profile.value}]"
+        return (
+            self.path,
+            max(self.vector.line - 1, 0),
+            f"{self.vector.id} [{self.backend.info.name}:{self.profile.value}]",
+        )

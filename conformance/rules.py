@@ -6,19 +6,46 @@ fuzzed states all go through `check_state` and `check_step`, so a state is
 acceptable in one exactly when it is in the others (docs/spec.md §1.1).
 Every check over many leaves or slots sorts first: n log n, never n².
 """
+
 from __future__ import annotations
 
 import bisect
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Iterable, Optional, Sequence
 
 from . import axes, capabilities
 from .errors import KeyPath, RuleViolation
 from .model import (
-    GFN_BITS, MAINLINE_ONLY_OPS, MEM_LOG_DIRTY_PAGES, MEMORY_ATTRIBUTE_PRIVATE, PROTECTED_STATE_VMS, VM_TYPES,
-    GmemFlag, GmemPunchHole, Kind, Level, Mapping, MemoryTypeChange, MemslotDelete, MemslotMove, MemslotSetFlags,
-    MmuNotifierInvalidate, Observables, Operation, Profile, RangeFlag, Root, SetMemoryAttributes, Slot, State,
-    UnmapGfnRange, Vm, VmType, ZapGfnRange, op_name,
+    GFN_BITS,
+    MAINLINE_ONLY_OPS,
+    MEM_LOG_DIRTY_PAGES,
+    MEMORY_ATTRIBUTE_PRIVATE,
+    PROTECTED_STATE_VMS,
+    VM_TYPES,
+    GmemFlag,
+    GmemPunchHole,
+    Kind,
+    Level,
+    Mapping,
+    MemoryTypeChange,
+    MemslotDelete,
+    MemslotMove,
+    MemslotSetFlags,
+    MmuNotifierInvalidate,
+    Observables,
+    Operation,
+    Profile,
+    RangeFlag,
+    Root,
+    SetMemoryAttributes,
+    Slot,
+    State,
+    UnmapGfnRange,
+    Vm,
+    VmType,
+    ZapGfnRange,
+    op_name,
 )
 from .schema import GFN_LIMIT, fail, hexed
 
@@ -40,7 +67,9 @@ def check_vm(vm: Vm, profiles: frozenset[Profile], at: KeyPath) -> None:
     for profile in sorted(profiles):
         if vm.type not in VM_TYPES[profile]:
             allowed = ", ".join(t.value for t in VmType if t in VM_TYPES[profile])
-            fail(at + ("type",), f"VM type {vm.type.value} does not exist in profile {profile.value}; allowed: {allowed}")
+            fail(
+                at + ("type",), f"VM type {vm.type.value} does not exist in profile {profile.value}; allowed: {allowed}"
+            )
     if vm.type is not VmType.TDX and vm.gpaw != 52:
         fail(at + ("gpaw",), "gpaw is only meaningful for TDX VMs")
     labels = {"vm": vm.type.value, "tdp_mmu": axes.bool_label(vm.tdp_mmu), "rmaps": axes.bool_label(vm.rmaps)}
@@ -55,13 +84,16 @@ def check_vm(vm: Vm, profiles: frozenset[Profile], at: KeyPath) -> None:
 def check_slot(slot: Slot, vm: Vm, profiles: frozenset[Profile], at: KeyPath) -> None:
     where = f"slot {slot.id} {span(slot.base_gfn, slot.end_gfn)}"
     if slot.as_id >= vm.address_spaces:
-        fail(at + ("as_id",), f"as_id {slot.as_id} needs a VM without private memory; {vm.type.value} has one "
-                              f"address space")
+        fail(
+            at + ("as_id",),
+            f"as_id {slot.as_id} needs a VM without private memory; {vm.type.value} has one address space",
+        )
     if slot.end_gfn > GFN_LIMIT:
         fail(at + ("npages",), f"{where} extends beyond the {GFN_BITS}-bit GFN space")
     if vm.mirror and slot.end_gfn > vm.shared_bit:
-        fail(at + ("npages",), f"slot covers the TDX shared-bit alias: {where} reaches shared bit "
-                               f"{hexed(vm.shared_bit)}")
+        fail(
+            at + ("npages",), f"slot covers the TDX shared-bit alias: {where} reaches shared bit {hexed(vm.shared_bit)}"
+        )
     if slot.private and slot.log_dirty:
         fail(at + ("flags",), "a private slot (GUEST_MEMFD/PRIVATE) cannot have LOG_DIRTY_PAGES")
     if slot.private and slot.readonly:
@@ -87,13 +119,15 @@ def check_slot_set(slots: Sequence[Slot], at: Sequence[KeyPath]) -> None:
             fail(at[i] + ("id",), f"duplicate slot id {slot.id}")
         first[slot.id] = i
     order = sorted(range(len(slots)), key=lambda i: (slots[i].as_id, slots[i].base_gfn, i))
-    for prev, cur in zip(order, order[1:]):
+    for prev, cur in itertools.pairwise(order):
         a, b = slots[prev], slots[cur]
         if a.as_id == b.as_id and b.base_gfn < a.end_gfn:
             later, earlier = (slots[max(prev, cur)], slots[min(prev, cur)])
-            fail(at[max(prev, cur)] + ("base_gfn",),
-                 f"slot {later.id} {span(later.base_gfn, later.end_gfn)} overlaps slot {earlier.id} "
-                 f"{span(earlier.base_gfn, earlier.end_gfn)} in as_id {later.as_id}")
+            fail(
+                at[max(prev, cur)] + ("base_gfn",),
+                f"slot {later.id} {span(later.base_gfn, later.end_gfn)} overlaps slot {earlier.id} "
+                f"{span(earlier.base_gfn, earlier.end_gfn)} in as_id {later.as_id}",
+            )
 
 
 # ---------------------------------------------------------------- memory attributes and host pages
@@ -105,7 +139,7 @@ def check_ranges(ranges: Sequence[tuple[int, int]], what: str, at: Sequence[KeyP
         if start >= end:
             fail(at[i], f"empty range {span(start, end)}: start must be < end")
     order = sorted(range(len(ranges)), key=lambda i: (ranges[i][0], i))
-    for prev, cur in zip(order, order[1:]):
+    for prev, cur in itertools.pairwise(order):
         if ranges[cur][0] < ranges[prev][1]:
             later, earlier = max(prev, cur), min(prev, cur)
             fail(at[later], f"{what} {span(*ranges[later][:2])} overlaps {span(*ranges[earlier][:2])}")
@@ -114,7 +148,7 @@ def check_ranges(ranges: Sequence[tuple[int, int]], what: str, at: Sequence[KeyP
 def check_private_ranges(ranges: Sequence[tuple[int, int]], vm: Vm, at: Sequence[KeyPath]) -> None:
     check_ranges(ranges, "private range", at)
     if ranges and not vm.private_mem:
-        rule = axes.rule('attributes-need-private-mem')
+        rule = axes.rule("attributes-need-private-mem")
         fail(at[0], f"cannot happen: {rule.reason} [{rule.kernel}]")
 
 
@@ -124,12 +158,17 @@ def check_host_huge(pages: Sequence[tuple[int, int, Level]], slots: Sequence[Slo
     finder = SlotFinder(slots)
     for i, (start, end, level) in enumerate(pages):
         if start % level.pages or end % level.pages:
-            fail(at[i], f"range {span(start, end)} is not aligned to its {level.label} host pages "
-                        f"({hexed(level.pages)} GFNs)")
+            fail(
+                at[i],
+                f"range {span(start, end)} is not aligned to its {level.label} host pages ({hexed(level.pages)} GFNs)",
+            )
         for page in range(start, end, level.pages):
             if finder.holding(0, page, page + level.pages) is None:
-                fail(at[i], f"host page {span(page, page + level.pages)} is not inside one slot of as_id 0: "
-                            f"a host page backs slot memory")
+                fail(
+                    at[i],
+                    f"host page {span(page, page + level.pages)} is not inside one slot of as_id 0: "
+                    f"a host page backs slot memory",
+                )
 
 
 # ---------------------------------------------------------------- leaves
@@ -141,8 +180,10 @@ def check_mapping(m: Mapping, vm: Vm, profiles: frozenset[Profile], at: KeyPath)
         fail(at + ("as_id",), f"as_id {m.as_id} does not exist: {vm.type.value} has one address space")
     _check_root(m, vm, profiles, at)
     if m.gfn % m.level.pages:
-        fail(at + ("gfn",), f"misaligned: gfn {hexed(m.gfn)} is not a multiple of {hexed(m.level.pages)} "
-                            f"({m.level.label})")
+        fail(
+            at + ("gfn",),
+            f"misaligned: gfn {hexed(m.gfn)} is not a multiple of {hexed(m.level.pages)} ({m.level.label})",
+        )
     if m.end > GFN_LIMIT:
         fail(at + ("gfn",), f"leaf {span(m.gfn, m.end)} extends beyond the {GFN_BITS}-bit GFN space")
     if m.root is Root.MIRROR and m.level is not Level.L4K:
@@ -153,10 +194,11 @@ def check_mapping(m: Mapping, vm: Vm, profiles: frozenset[Profile], at: KeyPath)
         fail(at + ("gfn",), f"mirror gfn {hexed(m.gfn)} has the shared bit {hexed(vm.shared_bit)} set")
     forced = Kind.PRIVATE if m.root is Root.MIRROR else (Kind.SHARED if vm.mirror and m.root is Root.DIRECT else None)
     if forced is not None and m.kind is not forced:
-        fail(at + ("kind",), f"a {m.root.value}-root leaf in a {vm.type.value} VM is {forced.value}, "
-                             f"not {m.kind.value}")
+        fail(
+            at + ("kind",), f"a {m.root.value}-root leaf in a {vm.type.value} VM is {forced.value}, not {m.kind.value}"
+        )
     if m.kind is Kind.PRIVATE and not vm.private_mem:
-        rule = axes.rule('private-needs-private-mem')
+        rule = axes.rule("private-needs-private-mem")
         fail(at + ("kind",), f"cannot happen: {rule.reason} [{rule.kernel}]")
 
 
@@ -191,8 +233,9 @@ class LeafChecker:
         self._good.add(shape)
 
 
-def check_run(first: Mapping, count: int, vm: Vm, profiles: frozenset[Profile], at: KeyPath,
-              leaves: Optional[LeafChecker] = None) -> None:
+def check_run(
+    first: Mapping, count: int, vm: Vm, profiles: frozenset[Profile], at: KeyPath, leaves: LeafChecker | None = None
+) -> None:
     """A run of `count` leaves from `first`: the rules hold for every leaf,
     checked on its ends, which suffices when the run stays on one side of
     the TDX shared bit."""
@@ -204,16 +247,21 @@ def check_run(first: Mapping, count: int, vm: Vm, profiles: frozenset[Profile], 
         return
     step = first.level.pages
     if first.gfn + count * step > GFN_LIMIT:
-        fail(at + ("count",), f"{hexed(count)} {first.level.label} leaves from {hexed(first.gfn)} extend beyond "
-                              f"the {GFN_BITS}-bit GFN space")
+        fail(
+            at + ("count",),
+            f"{hexed(count)} {first.level.label} leaves from {hexed(first.gfn)} extend beyond "
+            f"the {GFN_BITS}-bit GFN space",
+        )
     last = replace(first, gfn=first.gfn + (count - 1) * step)
     try:
         check_mapping(last, vm, profiles, at)
     except RuleViolation as err:
         fail(at + ("count",), f"the run's last leaf ({last.describe()}): {err.message}")
     if vm.shared_bit and (first.gfn ^ last.gfn) >= vm.shared_bit:
-        fail(at + ("count",), f"the run from {hexed(first.gfn)} to {hexed(last.gfn)} crosses the TDX shared bit "
-                              f"{hexed(vm.shared_bit)}")
+        fail(
+            at + ("count",),
+            f"the run from {hexed(first.gfn)} to {hexed(last.gfn)} crosses the TDX shared bit {hexed(vm.shared_bit)}",
+        )
 
 
 def memslot_gfn(vm: Vm, m: Mapping) -> int:
@@ -232,7 +280,7 @@ class SlotFinder:
             bases.append(slot.base_gfn)
             ordered.append(slot)
 
-    def holding(self, as_id: int, start: int, end: int) -> Optional[Slot]:
+    def holding(self, as_id: int, start: int, end: int) -> Slot | None:
         bases, ordered = self._by_as.get(as_id, ([], []))
         i = bisect.bisect_right(bases, start) - 1
         if i >= 0 and end <= ordered[i].end_gfn:
@@ -259,15 +307,21 @@ def _leaf_slot(finder: SlotFinder, m: Mapping, vm: Vm, at: KeyPath) -> None:
     start = memslot_gfn(vm, m)
     slot = finder.holding(m.as_id, start, start + m.level.pages)
     if slot is None:
-        fail(at + ("gfn",), f"mapping outside any slot: {m.describe()} covers memslot gfns "
-                            f"{span(start, start + m.level.pages)}, not inside one slot of as_id {m.as_id}")
+        fail(
+            at + ("gfn",),
+            f"mapping outside any slot: {m.describe()} covers memslot gfns "
+            f"{span(start, start + m.level.pages)}, not inside one slot of as_id {m.as_id}",
+        )
     _private_slot(m, slot, vm, at)
 
 
 def _private_slot(m: Mapping, slot: Slot, vm: Vm, at: KeyPath) -> None:
     if m.kind is Kind.PRIVATE and not slot.private:
-        fail(at + ("kind",), f"a private leaf needs a private-capable slot (GUEST_MEMFD/PRIVATE); slot {slot.id} "
-                             f"is not [{axes.rule('private-needs-private-slot').kernel}]")
+        fail(
+            at + ("kind",),
+            f"a private leaf needs a private-capable slot (GUEST_MEMFD/PRIVATE); slot {slot.id} "
+            f"is not [{axes.rule('private-needs-private-slot').kernel}]",
+        )
 
 
 def check_leaves(runs: Sequence[Run], at: Sequence[KeyPath]) -> None:
@@ -280,12 +334,15 @@ def check_leaves(runs: Sequence[Run], at: Sequence[KeyPath]) -> None:
     ends = [m.gfn + n * m.level.pages for m, n in runs]
     for indices in trees.values():
         indices.sort(key=lambda i: (runs[i][0].gfn, i))
-        reach: Optional[int] = None  # the run reaching furthest so far
+        reach: int | None = None  # the run reaching furthest so far
         for i in indices:
             if reach is not None and runs[i][0].gfn < ends[reach]:
                 later, earlier = max(i, reach), min(i, reach)
-                fail(at[later] + ("gfn",), f"leaf {_run(runs[later])} overlaps {_run(runs[earlier])}",
-                     at[earlier] + ("gfn",) if at[earlier] != at[later] else None)
+                fail(
+                    at[later] + ("gfn",),
+                    f"leaf {_run(runs[later])} overlaps {_run(runs[earlier])}",
+                    at[earlier] + ("gfn",) if at[earlier] != at[later] else None,
+                )
             if reach is None or ends[i] > ends[reach]:
                 reach = i
 
@@ -326,8 +383,11 @@ def check_version_tag(tag: str, profiles: frozenset[Profile], at: KeyPath) -> No
     """`since:` describes mainline kernels up to the profile's own release;
     `linux:` is what a backend declares, never what a vector requires."""
     if not capabilities.known(tag):
-        fail(at, f"unknown capability tag {tag!r}; known: {', '.join(capabilities.TAGS)}, profile:*, layer:*, "
-                 f"vm:*, since:<major.minor>")
+        fail(
+            at,
+            f"unknown capability tag {tag!r}; known: {', '.join(capabilities.TAGS)}, profile:*, layer:*, "
+            f"vm:*, since:<major.minor>",
+        )
     version = capabilities.version_tag(tag)
     if version is None:
         return
@@ -335,7 +395,7 @@ def check_version_tag(tag: str, profiles: frozenset[Profile], at: KeyPath) -> No
     if family == "linux":
         fail(at, f"{tag!r} is what a backend declares (the kernel it behaves as); a vector requires since:<x.y>")
     if profiles != {Profile.MAINLINE}:
-        fail(at, f"{tag!r} names a mainline kernel release; it needs profiles = [\"mainline\"]")
+        fail(at, f'{tag!r} names a mainline kernel release; it needs profiles = ["mainline"]')
     if release > capabilities.MAINLINE_LINUX:
         profile_release = ".".join(map(str, capabilities.MAINLINE_LINUX))
         fail(at, f"{tag!r} is newer than the mainline profile's Linux {profile_release}")
@@ -344,8 +404,11 @@ def check_version_tag(tag: str, profiles: frozenset[Profile], at: KeyPath) -> No
 def _slot_range(start: int, end: int, slot: Slot, at: KeyPath) -> None:
     problem = "start" if not slot.base_gfn <= start < end else ("end" if end > slot.end_gfn else None)
     if problem:
-        fail(at + (problem,), f"range {span(start, end)} must satisfy base_gfn <= start < end <= end_gfn "
-                              f"of slot {slot.id} {span(slot.base_gfn, slot.end_gfn)}")
+        fail(
+            at + (problem,),
+            f"range {span(start, end)} must satisfy base_gfn <= start < end <= end_gfn "
+            f"of slot {slot.id} {span(slot.base_gfn, slot.end_gfn)}",
+        )
 
 
 def _nonempty(start: int, end: int, at: KeyPath) -> None:
@@ -358,8 +421,11 @@ def _below_alias(end: int, vm: Vm, profiles: frozenset[Profile], at: KeyPath) ->
     unaliased end, so a range past the shared bit is not the OR of its ends;
     the spec leaves such ranges undefined (docs/spec.md section 7)."""
     if vm.mirror and Profile.MAINLINE in profiles and end > vm.shared_bit:
-        fail(at + ("end",), f"range end {hexed(end)} passes the TDX shared bit {hexed(vm.shared_bit)}: "
-                            f"the mainline walk there is not specified")
+        fail(
+            at + ("end",),
+            f"range end {hexed(end)} passes the TDX shared bit {hexed(vm.shared_bit)}: "
+            f"the mainline walk there is not specified",
+        )
 
 
 def _v10_attributes(op: SetMemoryAttributes, at: KeyPath) -> None:
@@ -370,8 +436,9 @@ def _v10_attributes(op: SetMemoryAttributes, at: KeyPath) -> None:
         fail(at + ("flags",), "tdx-v10 can only express flags = 0")
 
 
-def check_step(op: Operation, expect: Observables, vm: Vm, profiles: frozenset[Profile], slots: dict[int, Slot],
-               at: KeyPath) -> dict[int, Slot]:
+def check_step(
+    op: Operation, expect: Observables, vm: Vm, profiles: frozenset[Profile], slots: dict[int, Slot], at: KeyPath
+) -> dict[int, Slot]:
     """Rules relating a step to the state before it; returns the slots after it."""
     if type(op) in MAINLINE_ONLY_OPS and profiles != {Profile.MAINLINE}:
         fail(at + ("op",), f"{op_name(op)} is mainline-only; this vector lists {profile_names(profiles)}")
@@ -416,7 +483,7 @@ def flags_only(slot: Slot, flags: int) -> bool:
     return flags & ~MEM_LOG_DIRTY_PAGES == slot.flag_bits & ~MEM_LOG_DIRTY_PAGES
 
 
-def derive_kind(vm: Vm, root: Root) -> Optional[Kind]:
+def derive_kind(vm: Vm, root: Root) -> Kind | None:
     """The kind a leaf must have given where it lives, if that settles it."""
     if root is Root.MIRROR:
         return Kind.PRIVATE

@@ -5,16 +5,33 @@ type, raising RuleViolation with the key path), `convert` (the checked
 value as the model's Python value) and `jsonschema.py` (the published
 JSON Schema). Nothing here knows about files or line numbers.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NoReturn, Optional, Union
+from typing import Any, NoReturn
 
 from .errors import KeyPath, RuleViolation
 from .model import (
-    ERRNO_NAMES, GFN_BITS, MEMORY_ATTRIBUTE_PRIVATE, MEMSLOT_FLAG_BITS, OPERATIONS, V10_ATTR_NAMES, AttrFilter,
-    Decision, GmemFlag, Kind, Level, Profile, Quirk, RangeFlag, Root, VmType, WarnSite,
+    ERRNO_NAMES,
+    GFN_BITS,
+    MEMORY_ATTRIBUTE_PRIVATE,
+    MEMSLOT_FLAG_BITS,
+    OPERATIONS,
+    V10_ATTR_NAMES,
+    AttrFilter,
+    Decision,
+    GmemFlag,
+    Kind,
+    Level,
+    Profile,
+    Quirk,
+    RangeFlag,
+    Root,
+    VmType,
+    WarnSite,
 )
 
 FORMAT = 1  # the format's version: [suite] format; the JSON Schema's major version
@@ -26,8 +43,18 @@ ERRNO_MAX = 4095  # MAX_ERRNO: an errno is a small positive number
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 MAX_DEPTH = 32  # nesting of arrays and tables; the format itself needs 6
 BUG_CLASSES = (
-    "basic", "edge-case", "over-zap", "under-zap", "lost-flush", "spurious-flush", "uninitialised",
-    "wrong-root", "alias", "huge-page", "errno", "warn",
+    "basic",
+    "edge-case",
+    "over-zap",
+    "under-zap",
+    "lost-flush",
+    "spurious-flush",
+    "uninitialised",
+    "wrong-root",
+    "alias",
+    "huge-page",
+    "errno",
+    "warn",
 )
 SLOT_FLAGS = ("LOG_DIRTY_PAGES", "READONLY", "GUEST_MEMFD", "PRIVATE")  # PRIVATE: tdx-v10's KVM_MEM_PRIVATE
 LEVELS = {"4K": Level.L4K, "2M": Level.L2M, "1G": Level.L1G}
@@ -35,7 +62,7 @@ LEVELS = {"4K": Level.L4K, "2M": Level.L2M, "1G": Level.L1G}
 EXPECTABLE_DECISIONS = {d.value: d for d in Decision if d is not Decision.INDETERMINATE}
 
 
-def fail(path: KeyPath, message: str, other: Optional[KeyPath] = None) -> NoReturn:
+def fail(path: KeyPath, message: str, other: KeyPath | None = None) -> NoReturn:
     raise RuleViolation(path, message, other)
 
 
@@ -86,7 +113,7 @@ class Choice:
 
 @dataclass(frozen=True)
 class Array:
-    item: "Type"
+    item: Type
     min_items: int = 0
     too_few: str = ""  # the message when there are fewer than min_items
     distinct: bool = False  # no value twice (names: "duplicate <what>")
@@ -97,7 +124,7 @@ class Cells:
     """A fixed-length array: positions have their own types; the last
     `optional` positions may be left out."""
 
-    items: tuple["Type", ...]
+    items: tuple[Type, ...]
     optional: int = 0
     shape: str = ""  # the message when the length is wrong
 
@@ -122,7 +149,7 @@ class Either:
 @dataclass(frozen=True)
 class Field:
     key: str
-    type: "Type"
+    type: Type
     required: bool = False
     doc: str = ""
     profiles: frozenset[Profile] = frozenset(Profile)  # where the key may appear (operation parameters)
@@ -143,7 +170,7 @@ class Table:
         return next(f for f in self.fields if f.key == key)
 
     @functools.cached_property
-    def fits(self) -> Optional[Callable[[Any], bool]]:
+    def fits(self) -> Callable[[Any], bool] | None:
         """For a table of scalars (a mapping): a quick yes/no test, so that a
         million good rows are checked in one pass and only a bad one pays
         for `check` and its message. None for other tables."""
@@ -156,6 +183,7 @@ class Table:
             if type(value) is not dict or not required <= value.keys():
                 return False
             return all(key in tests and tests[key](item) for key, item in value.items())  # type: ignore[misc]
+
         return fits
 
 
@@ -183,7 +211,7 @@ class Anything:
     doc: str = ""
 
 
-Type = Union[Int, Bool, Str, Choice, Array, Cells, Bits, Either, Table, MapOf, Tagged, Anything]
+Type = Int | Bool | Str | Choice | Array | Cells | Bits | Either | Table | MapOf | Tagged | Anything
 
 
 def enum_choice(cls: Any, what: str = "") -> Choice:
@@ -238,7 +266,7 @@ def _choice(value: Any, kind: Choice, path: KeyPath) -> None:
         fail(path, f"unknown {kind.what} {value!r}; allowed: {', '.join(kind.names)}")
 
 
-def _quick(kind: "Type") -> Optional[Callable[[Any], bool]]:
+def _quick(kind: Type) -> Callable[[Any], bool] | None:
     """A yes/no test equivalent to `check` for a scalar type, else None."""
     if isinstance(kind, Int):
         lo, hi, values = kind.lo, kind.hi, kind.values
@@ -331,8 +359,18 @@ def _anything(value: Any, kind: Anything, path: KeyPath) -> None:
 
 
 _CHECKS: dict[type, Callable[[Any, Any, KeyPath], None]] = {
-    Int: _int, Bool: _bool, Str: _str, Choice: _choice, Array: _array, Cells: _cells, Bits: _bits,
-    Either: _either, Table: _table, MapOf: _map_of, Tagged: _tagged, Anything: _anything,
+    Int: _int,
+    Bool: _bool,
+    Str: _str,
+    Choice: _choice,
+    Array: _array,
+    Cells: _cells,
+    Bits: _bits,
+    Either: _either,
+    Table: _table,
+    MapOf: _map_of,
+    Tagged: _tagged,
+    Anything: _anything,
 }
 
 
@@ -383,67 +421,97 @@ V10_ATTR = Either(Choice("attr", dict(V10_ATTR_NAMES)), Int(0, U64_MAX))
 MEMORY_ATTRIBUTES = Bits("memory attribute", {"PRIVATE": MEMORY_ATTRIBUTE_PRIVATE}, U64_MAX)
 MEMSLOT_FLAGS = Bits("memslot flag", dict(MEMSLOT_FLAG_BITS), U32_MAX)  # KVM_MEM_* flags are a u32
 
-FLAG = Table("flag", (
-    Field("description", TEXT, True, "one line: why the flag exists"),
-    Field("bug_class", Choice("bug_class", {c: c for c in BUG_CLASSES}), True, "the class of bug it guards against"),
-    Field("kernel", STRINGS, True, "kernel functions it exercises"),
-    Field("links", STRINGS, False, "where to read more (lore, commits)", default=()),
-), "a flag: why vectors exist")
+FLAG = Table(
+    "flag",
+    (
+        Field("description", TEXT, True, "one line: why the flag exists"),
+        Field(
+            "bug_class", Choice("bug_class", {c: c for c in BUG_CLASSES}), True, "the class of bug it guards against"
+        ),
+        Field("kernel", STRINGS, True, "kernel functions it exercises"),
+        Field("links", STRINGS, False, "where to read more (lore, commits)", default=()),
+    ),
+    "a flag: why vectors exist",
+)
 FLAGS = MapOf(Str(ID_PATTERN, "flag name"), FLAG)
 REGISTRY = Table("registry", (Field("flags", FLAGS, False, "the flags every suite file under this directory may use"),))
 
-SUITE = Table("suite", (
-    Field("format", Int(values=(FORMAT,)), True, f"the format version: {FORMAT}"),
-    Field("description", TEXT, True, "one line: what the file covers"),
-    Field("flags", FLAGS, False, "flags only this file uses"),
-))
+SUITE = Table(
+    "suite",
+    (
+        Field("format", Int(values=(FORMAT,)), True, f"the format version: {FORMAT}"),
+        Field("description", TEXT, True, "one line: what the file covers"),
+        Field("flags", FLAGS, False, "flags only this file uses"),
+    ),
+)
 
-VM = Table("vm", (
-    Field("type", enum_choice(VmType), True, "the VM type (KVM_CREATE_VM)"),
-    Field("tdp_mmu", Bool(), True, "the TDP MMU is on"),
-    Field("rmaps", Bool(), False, "rmaps exist (default: not tdp_mmu)"),
-    Field("gpaw", Int(values=(48, 52)), False, "TDX only: the guest physical address width", default=52),
-    Field("slot_zap_all", Bool(), False, "KVM_X86_QUIRK_SLOT_ZAP_ALL enabled (mainline only)", default=True),
-))
+VM = Table(
+    "vm",
+    (
+        Field("type", enum_choice(VmType), True, "the VM type (KVM_CREATE_VM)"),
+        Field("tdp_mmu", Bool(), True, "the TDP MMU is on"),
+        Field("rmaps", Bool(), False, "rmaps exist (default: not tdp_mmu)"),
+        Field("gpaw", Int(values=(48, 52)), False, "TDX only: the guest physical address width", default=52),
+        Field("slot_zap_all", Bool(), False, "KVM_X86_QUIRK_SLOT_ZAP_ALL enabled (mainline only)", default=True),
+    ),
+)
 
-SLOT = Table("slot", (
-    Field("id", Int(0, SLOT_ID_MAX), True, "the slot id, unique in the vector"),
-    Field("as_id", Int(0, 1), False, "address space: 1 is SMM", default=0),
-    Field("base_gfn", GFN, True, "first GFN"),
-    Field("npages", Int(1, GFN_LIMIT), True, "number of 4 KiB pages"),
-    Field("flags", Array(Choice("slot flag", {f: f for f in SLOT_FLAGS}), distinct=True), False,
-          "KVM_MEM_* flags; PRIVATE (tdx-v10) and GUEST_MEMFD (mainline) both mean private-capable", default=()),
-    Field("gmem_flags", Array(enum_choice(GmemFlag), distinct=True), False, "guest_memfd creation flags",
-          default=()),
-))
+SLOT = Table(
+    "slot",
+    (
+        Field("id", Int(0, SLOT_ID_MAX), True, "the slot id, unique in the vector"),
+        Field("as_id", Int(0, 1), False, "address space: 1 is SMM", default=0),
+        Field("base_gfn", GFN, True, "first GFN"),
+        Field("npages", Int(1, GFN_LIMIT), True, "number of 4 KiB pages"),
+        Field(
+            "flags",
+            Array(Choice("slot flag", {f: f for f in SLOT_FLAGS}), distinct=True),
+            False,
+            "KVM_MEM_* flags; PRIVATE (tdx-v10) and GUEST_MEMFD (mainline) both mean private-capable",
+            default=(),
+        ),
+        Field(
+            "gmem_flags", Array(enum_choice(GmemFlag), distinct=True), False, "guest_memfd creation flags", default=()
+        ),
+    ),
+)
 
-MAPPING = Table("mapping", (
-    Field("root", enum_choice(Root), True, "the tree the leaf lives in"),
-    Field("gfn", GFN, True, "the leaf's index in its tree (a TDX direct-root GFN carries the shared bit)"),
-    Field("level", Choice("level", LEVELS), True, "4K, 2M or 1G"),
-    Field("kind", enum_choice(Kind), False, "shared or private; required where the root does not decide"),
-    Field("as_id", Int(0, 1), False, "address space", default=0),
-    Field("invalid", Bool(), False, "the root is already marked invalid", default=False),
-    Field("count", Int(1, GFN_LIMIT), False, "this leaf and the next count-1 of its level", default=1),
-))
+MAPPING = Table(
+    "mapping",
+    (
+        Field("root", enum_choice(Root), True, "the tree the leaf lives in"),
+        Field("gfn", GFN, True, "the leaf's index in its tree (a TDX direct-root GFN carries the shared bit)"),
+        Field("level", Choice("level", LEVELS), True, "4K, 2M or 1G"),
+        Field("kind", enum_choice(Kind), False, "shared or private; required where the root does not decide"),
+        Field("as_id", Int(0, 1), False, "address space", default=0),
+        Field("invalid", Bool(), False, "the root is already marked invalid", default=False),
+        Field("count", Int(1, GFN_LIMIT), False, "this leaf and the next count-1 of its level", default=1),
+    ),
+)
 MAPPINGS = Array(MAPPING)
 RANGE = Cells((GFN, GFN_END), shape="expected a [start, end) pair of GFNs")
 HOST_PAGE = Choice("host page size", {"2M": Level.L2M, "1G": Level.L1G})
 HOST_HUGE = Cells((GFN, GFN_END, HOST_PAGE), 1, 'expected [start, end] (2M host pages) or [start, end, "1G"]')
 
-INITIAL = Table("initial", (
-    Field("private", Array(RANGE), False, "GFN ranges whose memory attribute is private", default=()),
-    Field("host_huge", Array(HOST_HUGE), False, "as_id-0 GFN ranges backed by huge host pages", default=()),
-    Field("mappings", MAPPINGS, False, "the leaves present before the first step", default=()),
-))
+INITIAL = Table(
+    "initial",
+    (
+        Field("private", Array(RANGE), False, "GFN ranges whose memory attribute is private", default=()),
+        Field("host_huge", Array(HOST_HUGE), False, "as_id-0 GFN ranges backed by huge host pages", default=()),
+        Field("mappings", MAPPINGS, False, "the leaves present before the first step", default=()),
+    ),
+)
 
-EXPECT = Table("expect", (
-    Field("mappings", MAPPINGS, False, "every leaf present after the step"),
-    Field("flush", Bool(), False, "a TLB flush follows"),
-    Field("decision", Choice("decision", EXPECTABLE_DECISIONS), False, "call layer: which kinds the rule selects"),
-    Field("warns", Array(enum_choice(WarnSite), distinct=True), False, "call layer: WARN sites that fire"),
-    Field("errno", ERRNO, False, "event layer: the result (OK or an errno)"),
-))
+EXPECT = Table(
+    "expect",
+    (
+        Field("mappings", MAPPINGS, False, "every leaf present after the step"),
+        Field("flush", Bool(), False, "a TLB flush follows"),
+        Field("decision", Choice("decision", EXPECTABLE_DECISIONS), False, "call layer: which kinds the rule selects"),
+        Field("warns", Array(enum_choice(WarnSite), distinct=True), False, "call layer: WARN sites that fire"),
+        Field("errno", ERRNO, False, "event layer: the result (OK or an errno)"),
+    ),
+)
 
 _V10 = frozenset({Profile.TDX_V10})
 _MAINLINE = frozenset({Profile.MAINLINE})
@@ -454,13 +522,27 @@ _END = Field("end", GFN_END, True, "the range's exclusive end")
 # op name -> its parameters (each the TOML key and the operation dataclass field)
 OP_PARAMS: dict[str, tuple[Field, ...]] = {
     "unmap_gfn_range": (
-        _SLOT, _START, _END,
+        _SLOT,
+        _START,
+        _END,
         Field("flush_in", Bool(), False, "the flush the caller already owes", default=False),
-        Field("range_flags", Array(enum_choice(RangeFlag), distinct=True), False, "struct kvm_gfn_range flags",
-              _V10, frozenset()),
+        Field(
+            "range_flags",
+            Array(enum_choice(RangeFlag), distinct=True),
+            False,
+            "struct kvm_gfn_range flags",
+            _V10,
+            frozenset(),
+        ),
         Field("attr", V10_ATTR, False, "the range attribute (with SET_MEM_ATTR)", _V10),
-        Field("attr_filter", Array(enum_choice(AttrFilter), distinct=True), True, "enum kvm_gfn_range_filter bits",
-              _MAINLINE, frozenset()),
+        Field(
+            "attr_filter",
+            Array(enum_choice(AttrFilter), distinct=True),
+            True,
+            "enum kvm_gfn_range_filter bits",
+            _MAINLINE,
+            frozenset(),
+        ),
     ),
     "zap_gfn_range": (_START, _END),
     "zap_memslot": (_SLOT,),
@@ -484,43 +566,65 @@ OP_PARAMS: dict[str, tuple[Field, ...]] = {
 }
 assert set(OP_PARAMS) == set(OPERATIONS)
 
-STEP = Tagged("op", {
-    name: Table(name, tuple(
-        # profile-only keys are optional here; the rules say which profiles need them
-        Field(p.key, p.type, p.required and p.profiles == frozenset(Profile), p.doc) for p in params))
-    for name, params in OP_PARAMS.items()
-}, (Field("expect", EXPECT, False, "what the step must leave behind"),))
+STEP = Tagged(
+    "op",
+    {
+        name: Table(
+            name,
+            tuple(
+                # profile-only keys are optional here; the rules say which profiles need them
+                Field(p.key, p.type, p.required and p.profiles == frozenset(Profile), p.doc)
+                for p in params
+            ),
+        )
+        for name, params in OP_PARAMS.items()
+    },
+    (Field("expect", EXPECT, False, "what the step must leave behind"),),
+)
 
-VECTOR = Table("vector", (
-    Field("id", ID, True, "unique in the file; the vector id is <suite-relative path>::<id>"),
-    Field("description", TEXT, True, "one line"),
-    Field("profiles", PROFILES, True, "the spec profiles the vector holds in"),
-    Field("flags", FLAG_NAMES, True, "why the vector exists: names from flags.toml or [suite.flags]"),
-    Field("requires", STRINGS, False, "capability tags beyond those the content implies", default=()),
-    Field("pins", Str(), False, "the id of the vector whose rule this live-shaped vector checks"),
-    Field("vm", VM, True, "the VM"),
-    Field("slot", Array(SLOT), False, "memslots", default=()),
-    Field("initial", INITIAL, False, "the state before the first step"),
-    Field("step", Array(STEP, 1, "a vector needs at least one [[vector.step]]"), True, "operations, in order"),
-))
+VECTOR = Table(
+    "vector",
+    (
+        Field("id", ID, True, "unique in the file; the vector id is <suite-relative path>::<id>"),
+        Field("description", TEXT, True, "one line"),
+        Field("profiles", PROFILES, True, "the spec profiles the vector holds in"),
+        Field("flags", FLAG_NAMES, True, "why the vector exists: names from flags.toml or [suite.flags]"),
+        Field("requires", STRINGS, False, "capability tags beyond those the content implies", default=()),
+        Field("pins", Str(), False, "the id of the vector whose rule this live-shaped vector checks"),
+        Field("vm", VM, True, "the VM"),
+        Field("slot", Array(SLOT), False, "memslots", default=()),
+        Field("initial", INITIAL, False, "the state before the first step"),
+        Field("step", Array(STEP, 1, "a vector needs at least one [[vector.step]]"), True, "operations, in order"),
+    ),
+)
 
-DECISION_TABLE = Table("table", (
-    Field("id", ID, True, "unique in the file; a row's vector id is <path>::<id>/<row labels>"),
-    Field("description", TEXT, True, "one line"),
-    Field("profiles", PROFILES, True, "exactly one profile: the columns are its axes"),
-    Field("flags", FLAG_NAMES, True, "flags of every row"),
-    Field("op", Str(), True, "the operation (one of the profile's decision-space operations)"),
-    Field("columns", Array(Str()), True, "the op's axes, its expectations, optionally flags"),
-    Field("rows", Array(Array(Anything("a value, \"*\" or {any = [...]}")), 1, "a table needs at least one row"),
-          True, "one cell per column"),
-    Field("variants", Array(Str()), False, "fixtures every row runs on again (\"live\")", default=()),
-))
+DECISION_TABLE = Table(
+    "table",
+    (
+        Field("id", ID, True, "unique in the file; a row's vector id is <path>::<id>/<row labels>"),
+        Field("description", TEXT, True, "one line"),
+        Field("profiles", PROFILES, True, "exactly one profile: the columns are its axes"),
+        Field("flags", FLAG_NAMES, True, "flags of every row"),
+        Field("op", Str(), True, "the operation (one of the profile's decision-space operations)"),
+        Field("columns", Array(Str()), True, "the op's axes, its expectations, optionally flags"),
+        Field(
+            "rows",
+            Array(Array(Anything('a value, "*" or {any = [...]}')), 1, "a table needs at least one row"),
+            True,
+            "one cell per column",
+        ),
+        Field("variants", Array(Str()), False, 'fixtures every row runs on again ("live")', default=()),
+    ),
+)
 
-SUITE_FILE = Table("suite file", (
-    Field("suite", SUITE, True, "the file header"),
-    Field("vector", Array(Anything("a [[vector]]")), False, "explicit vectors"),
-    Field("table", Array(Anything("a [[table]]")), False, "decision tables"),
-))
+SUITE_FILE = Table(
+    "suite file",
+    (
+        Field("suite", SUITE, True, "the file header"),
+        Field("vector", Array(Anything("a [[vector]]")), False, "explicit vectors"),
+        Field("table", Array(Anything("a [[table]]")), False, "decision tables"),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -534,4 +638,3 @@ class Published:
 
 FILE_DOCUMENT = Published("kvm-mmu-conformance vector file", SUITE_FILE, {"vector": VECTOR, "table": DECISION_TABLE})
 REGISTRY_DOCUMENT = Published("kvm-mmu-conformance flag registry (flags.toml)", REGISTRY)
-

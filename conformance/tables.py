@@ -8,12 +8,14 @@ axis) or {any = [...]} (those values). The expected mappings follow from the
 row's `decision` and `scope` with each fixture leaf's labels (in range,
 which slot) fixed by construction, never computed by a backend.
 """
+
 from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from typing import Any, NoReturn
 
 from . import axes, capabilities, rules, schema
 from .axes import Axis, Combination, Space
@@ -21,9 +23,35 @@ from .build import FileCtx, make_vector
 from .errors import KeyPath, RuleViolation
 from .flagreg import flag_refs
 from .model import (
-    CALL_OPS, OPERATIONS, PAGE_SIZE, Decision, Flag, Kind, Layer, Level, Mapping, MemslotDelete,
-    MmuNotifierInvalidate, Observables, Operation, Profile, Root, SetMemoryAttributes, Slot, State, Step,
-    UnmapGfnRange, Vector, Vm, VmType, WarnSite, ZapAll, ZapAllFast, ZapGfnRange, ZapMemslot, op_layer,
+    CALL_OPS,
+    OPERATIONS,
+    PAGE_SIZE,
+    Decision,
+    Flag,
+    Kind,
+    Layer,
+    Level,
+    Mapping,
+    MemslotDelete,
+    MmuNotifierInvalidate,
+    Observables,
+    Operation,
+    Profile,
+    Root,
+    SetMemoryAttributes,
+    Slot,
+    State,
+    Step,
+    UnmapGfnRange,
+    Vector,
+    Vm,
+    VmType,
+    WarnSite,
+    ZapAll,
+    ZapAllFast,
+    ZapGfnRange,
+    ZapMemslot,
+    op_layer,
 )
 
 # ---------------------------------------------------------------- the fixture (part of the spec)
@@ -83,7 +111,10 @@ LIVE_PRIVATE_SET: tuple[Leaf, ...] = (
     Leaf(0x100001, Level.L4K, 2, False),
 )
 LIVE_HEAD_LEAF = 0x40300
-FIXTURES: dict[str, dict[Kind, tuple[Leaf, ...]]] = {"": FIXTURE_SETS, "live": {Kind.SHARED: LIVE_SHARED_SET, Kind.PRIVATE: LIVE_PRIVATE_SET}}
+FIXTURES: dict[str, dict[Kind, tuple[Leaf, ...]]] = {
+    "": FIXTURE_SETS,
+    "live": {Kind.SHARED: LIVE_SHARED_SET, Kind.PRIVATE: LIVE_PRIVATE_SET},
+}
 VARIANTS = ("live",)  # what a table's `variants` key may name
 
 PRESENT = {"none": (), "shared": (Kind.SHARED,), "private": (Kind.PRIVATE,), "both": (Kind.SHARED, Kind.PRIVATE)}
@@ -93,16 +124,22 @@ SCOPES = ("none", "range", "slot", "vm")
 
 # ---------------------------------------------------------------- operations a table can name
 
+
 def _set_attributes(values: dict[str, Any]) -> Operation:
-    return SetMemoryAttributes(RANGE_START * PAGE_SIZE, (RANGE_END - RANGE_START) * PAGE_SIZE,
-                               values["new_attributes"])
+    return SetMemoryAttributes(RANGE_START * PAGE_SIZE, (RANGE_END - RANGE_START) * PAGE_SIZE, values["new_attributes"])
 
 
 # op name -> the fixture's single step built from a row's concrete inputs
 TABLE_OPS: dict[str, Callable[[dict[str, Any]], Operation]] = {
     "unmap_gfn_range": lambda v: UnmapGfnRange(
-        slot=TABLE_SLOT, start=RANGE_START, end=RANGE_END, flush_in=v["flush_in"],
-        range_flags=v.get("range_flags", frozenset()), attr=v.get("attr"), attr_filter=v.get("attr_filter", frozenset())),
+        slot=TABLE_SLOT,
+        start=RANGE_START,
+        end=RANGE_END,
+        flush_in=v["flush_in"],
+        range_flags=v.get("range_flags", frozenset()),
+        attr=v.get("attr"),
+        attr_filter=v.get("attr_filter", frozenset()),
+    ),
     "zap_gfn_range": lambda v: ZapGfnRange(RANGE_START, RANGE_END),
     "zap_memslot": lambda v: ZapMemslot(TABLE_SLOT),
     "zap_all_fast": lambda v: ZapAllFast(),
@@ -130,8 +167,7 @@ EXPECTS: tuple[Expect, ...] = (
     Expect("scope", _SCOPE),
     Expect("rmap_scope", _SCOPE, required=False),  # where shadow leaves go, when it differs from scope
     Expect("flush", schema.Bool()),
-    Expect("warns", schema.Array(schema.enum_choice(WarnSite), distinct=True), frozenset({Layer.CALL}),
-           wrap=frozenset),
+    Expect("warns", schema.Array(schema.enum_choice(WarnSite), distinct=True), frozenset({Layer.CALL}), wrap=frozenset),
     Expect("errno", schema.ERRNO, frozenset({Layer.EVENT})),
 )
 EXPECT_BY_NAME = {e.name: e for e in EXPECTS}
@@ -225,8 +261,10 @@ def _columns(names: Sequence[str], table: _Table) -> tuple[list[Axis], list[Expe
     allowed = [a.name for a in op_axes] + [e.name for e in expects] + [FLAGS_COLUMN]
     for i, name in enumerate(names):
         if name not in allowed:
-            _fail(at + (i,), f"unknown column {name!r}; allowed for {table.op} in {table.profile.value}: "
-                             f"{', '.join(allowed)}")
+            _fail(
+                at + (i,),
+                f"unknown column {name!r}; allowed for {table.op} in {table.profile.value}: {', '.join(allowed)}",
+            )
         if name in names[:i]:
             _fail(at + (i,), f"duplicate column {name!r}")
     required = [a.name for a in op_axes] + [e.name for e in expects if e.required]
@@ -234,8 +272,11 @@ def _columns(names: Sequence[str], table: _Table) -> tuple[list[Axis], list[Expe
         if name not in names:
             _fail(at, f"missing column {name!r}")
     by_name = {a.name: a for a in op_axes}
-    return ([by_name[n] for n in names if n in by_name], [EXPECT_BY_NAME[n] for n in names if n in EXPECT_BY_NAME],
-            FLAGS_COLUMN in names)
+    return (
+        [by_name[n] for n in names if n in by_name],
+        [EXPECT_BY_NAME[n] for n in names if n in EXPECT_BY_NAME],
+        FLAGS_COLUMN in names,
+    )
 
 
 _ANY = schema.Table("any", (schema.Field("any", schema.Array(schema.Anything()), True),))
@@ -250,8 +291,9 @@ def _choices(axis: Axis, cell: Any, at: KeyPath) -> list[tuple[str, Any]]:
         items = cell["any"]
         if len(items) < 2:
             _fail(at + ("any",), "list at least two values (or write the value itself)")
-        choices = [(axis.label(value), value) for value in (axis.parse(item, at + ("any", i))
-                                                            for i, item in enumerate(items))]
+        choices = [
+            (axis.label(value), value) for value in (axis.parse(item, at + ("any", i)) for i, item in enumerate(items))
+        ]
         labels = [label for label, _ in choices]
         if len(set(labels)) != len(labels):
             _fail(at + ("any",), f"names a value twice: {', '.join(labels)}")
@@ -262,11 +304,13 @@ def _choices(axis: Axis, cell: Any, at: KeyPath) -> list[tuple[str, Any]]:
 
 def _row_id(axes_: Sequence[Axis], labels: dict[str, str]) -> str:
     """Labels in the op's axis order; booleans read as the axis name or no_<name>."""
+
     def show(axis: Axis) -> str:
         label = labels[axis.name]
         if axis.values == ("false", "true"):
             return axis.name if label == "true" else f"no_{axis.name}"
         return label
+
     return "-".join(show(a) for a in axes_)
 
 
@@ -278,8 +322,9 @@ class _Row:
     flags: tuple[Flag, ...]
 
 
-def _expansions(table: _Table, row: _Row, cells: dict[str, list[tuple[str, Any]]]) -> Iterator[
-        tuple[dict[str, str], dict[str, Any]]]:
+def _expansions(
+    table: _Table, row: _Row, cells: dict[str, list[tuple[str, Any]]]
+) -> Iterator[tuple[dict[str, str], dict[str, Any]]]:
     """Every reachable combination the row names; a row naming none is an error."""
     op_axes = table.space.axes(table.op)
     names = [a.name for a in op_axes]
@@ -293,8 +338,10 @@ def _expansions(table: _Table, row: _Row, cells: dict[str, list[tuple[str, Any]]
         reachable += 1
         yield labels, {n: value for n, (_, value) in zip(names, picks)}
     if not reachable and first_rule is not None:
-        _fail(row.at + (first_rule.axes[-1],),
-              f"names only combinations that cannot happen: {first_rule.reason} [{first_rule.kernel}]")
+        _fail(
+            row.at + (first_rule.axes[-1],),
+            f"names only combinations that cannot happen: {first_rule.reason} [{first_rule.kernel}]",
+        )
 
 
 def _state(table: _Table, values: dict[str, Any], variant: str) -> tuple[State, list[tuple[Mapping, Leaf]]]:
@@ -330,15 +377,26 @@ def _row_vector(table: _Table, row: _Row, labels: dict[str, str], values: dict[s
         flush = _variant_flush(table, row, values, bool(gone))
     expect = Observables(
         mappings=frozenset(m for m, _ in placed) - frozenset(gone),
-        flush=flush, decision=row.expect["decision"] if call else None,
-        warns=row.expect.get("warns"), errno=row.expect.get("errno"),
+        flush=flush,
+        decision=row.expect["decision"] if call else None,
+        warns=row.expect.get("warns"),
+        errno=row.expect.get("errno"),
     )
     rules.check_step(op, expect, state.vm, profiles, {s.id: s for s in state.slots}, row.at)
     key = _row_id(table.space.axes(table.op), labels)
     description = f"{table.description}: {key}" + (f" ({variant} fixture)" if variant else "")
     line = table.file.line(row.at)
-    vector = make_vector(table.file, row_id(table.id, key, variant), description, profiles, row.flags, frozenset(),
-                         state, (Step(op, expect, line),), line)
+    vector = make_vector(
+        table.file,
+        row_id(table.id, key, variant),
+        description,
+        profiles,
+        row.flags,
+        frozenset(),
+        state,
+        (Step(op, expect, line),),
+        line,
+    )
     pins = f"{table.file.name}::{row_id(table.id, key)}" if variant else ""
     return replace(vector, row=axes.combination(table.op, table.space.axes(table.op), labels), pins=pins)
 
@@ -370,9 +428,14 @@ def _expect_cell(expect: Expect, value: Any, at: KeyPath) -> Any:
     return expect.wrap(schema.parse(value, expect.type, at))
 
 
-def _parse_row(table: _Table, cells: list[Any], at: KeyPath, number: int,
-               columns: tuple[list[Axis], list[Expect], bool], names: Sequence[str]
-               ) -> tuple[_Row, dict[str, list[tuple[str, Any]]]]:
+def _parse_row(
+    table: _Table,
+    cells: list[Any],
+    at: KeyPath,
+    number: int,
+    columns: tuple[list[Axis], list[Expect], bool],
+    names: Sequence[str],
+) -> tuple[_Row, dict[str, list[tuple[str, Any]]]]:
     input_axes, expects, has_flags = columns
     if len(cells) != len(names):
         _fail(at, f"has {len(cells)} cells but columns lists {len(names)}")
@@ -411,8 +474,9 @@ def expand_table(value: Any, at: KeyPath, file: FileCtx) -> list[Vector]:
             for labels, values in _expansions(table, row, choices):
                 combo = axes.combination(op, space.axes(op), labels)
                 if combo in seen:
-                    _fail(row_at, f"duplicate row: {_row_id(space.axes(op), labels)} is also named by row "
-                                  f"{seen[combo]}")
+                    _fail(
+                        row_at, f"duplicate row: {_row_id(space.axes(op), labels)} is also named by row {seen[combo]}"
+                    )
                 seen[combo] = number
                 vectors.append(_row_vector(table, row, labels, values))
                 vectors.extend(_row_vector(table, row, labels, values, variant) for variant in table.variants)
