@@ -73,7 +73,7 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "tdx_direct_no_shared_bit.toml": (17, "vector[0].initial.mappings[1].gfn", "lacks the shared bit 0x8000000000"),
     "kind_required.toml": (17, "vector[0].initial.mappings[1].kind", "kind required"),
     "overlapping_leaves.toml": (18, "vector[0].initial.mappings[2].gfn",
-                                "gfn=0x210 4K shared overlaps as0 direct gfn=0x200 2M"),
+                                "gfn=0x210 4K shared overlaps as0 direct gfn=0x200 2M shared (line 16)"),
     "unknown_op.toml": (13, "vector[0].step[0].op", "unknown op 'zap_everything'; allowed: unmap_gfn_range"),
     "unknown_op_param.toml": (14, "vector[0].step[0].slot", "unknown key 'slot'; allowed keys: op, expect"),
     "missing_op_param.toml": (15, "vector[0].step[1].end", "missing required key"),
