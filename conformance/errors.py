@@ -5,11 +5,10 @@ message, nothing about files. The loader turns it into a `LoadError` by
 looking the key path up in the document it read, so rules run unchanged on
 vectors built in code (decision-table rows, fuzzed states).
 """
+
 from __future__ import annotations
 
-from typing import Optional, Union
-
-Key = Union[str, int]
+Key = str | int
 KeyPath = tuple[Key, ...]
 
 
@@ -25,11 +24,11 @@ class RuleViolation(Exception):
     """A value breaks a rule of the format; `path` names the key, `other`
     the second key of a pair that conflict (two overlapping leaves)."""
 
-    def __init__(self, path: KeyPath, message: str, other: Optional[KeyPath] = None) -> None:
+    def __init__(self, path: KeyPath, message: str, other: KeyPath | None = None) -> None:
         self.path, self.message, self.other = tuple(path), message, other
         super().__init__(f"{render(self.path) or '<root>'}: {message}")
 
-    def __reduce__(self) -> tuple[type, tuple[KeyPath, str, Optional[KeyPath]]]:
+    def __reduce__(self) -> tuple[type, tuple[KeyPath, str, KeyPath | None]]:
         return type(self), (self.path, self.message, self.other)
 
 

@@ -41,7 +41,6 @@ U64_MAX = (1 << 64) - 1
 SLOT_ID_MAX = 0x7FFF  # KVM_MEM_SLOTS_NUM - 1: the largest slot id __kvm_set_memory_region accepts
 ERRNO_MAX = 4095  # MAX_ERRNO: an errno is a small positive number
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
-MAX_DEPTH = 32  # nesting of arrays and tables; the format itself needs 6
 BUG_CLASSES = (
     "basic",
     "edge-case",

@@ -99,11 +99,11 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "table_op_not_in_space.toml": (10, "table[0].op", "unknown tdx-v10 table op 'set_memory_attributes'"),
     "table_bad_scope.toml": (13, "table[0].rows[0].scope", "column scope: unknown scope 'everything'"),
     "count_zero.toml": (16, "vector[0].initial.mappings[0].count", "0 is below the minimum 1"),
-    "count_beyond_gfn_space.toml": (11, "vector[0].step[0].expect.mappings[0].count",
+    "count_beyond_gfn_space.toml": (12, "vector[0].step[0].expect.mappings[0].count",
                                     "0x201 4K leaves from 0xfffffffe00 extend beyond the 40-bit GFN space"),
     "count_outside_slot.toml": (16, "vector[0].initial.mappings[0].gfn",
                                 "as0 direct gfn=0x500 4K shared covers memslot gfns [0x500, 0x501), not inside one slot"),
-    "count_crosses_alias.toml": (11, "vector[0].step[0].expect.mappings[0].count",
+    "count_crosses_alias.toml": (12, "vector[0].step[0].expect.mappings[0].count",
                                  "the run's last leaf (as0 mirror gfn=0x800000000 4K private): mirror gfn"),
     "host_huge_misaligned.toml": (15, "vector[0].initial.host_huge[1]", "not aligned to its 2M host pages (0x200 GFNs)"),
     "host_huge_outside_slot.toml": (15, "vector[0].initial.host_huge[1]", "host page [0, 0x200) is not inside one slot"),
@@ -114,6 +114,19 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "set_flags_unknown_name.toml": (16, "vector[0].step[0].flags[1]", "unknown memslot flag 'DIRTY'"),
     "set_flags_v10.toml": (14, "vector[0].step[0].op", "memslot_set_flags is mainline-only"),
     "badregistry/uses_bad_registry.toml": (8, "flags.broken.bug_class", "unknown bug_class 'crash'; allowed: basic"),
+    "reading/unterminated_multiline_string.toml": (11, "<toml>", 'multi-line string """ opened on this line'),
+    "reading/unterminated_multiline_literal.toml": (13, "<toml>", "multi-line string ''' opened on this line"),
+    "reading/unclosed_array.toml": (13, "<toml>", "the array '[' opened on this line is never closed"),
+    "reading/unclosed_inline_table.toml": (11, "<toml>", "the inline table '{' opened on this line is never closed"),
+    "reading/deep_array.toml": (11, "<toml>", "nested more than 32 levels deep"),
+    "reading/deep_inline_table.toml": (11, "<toml>", "nested more than 32 levels deep"),
+    "reading/byte_order_mark.toml": (1, "<file>", "byte order mark (U+FEFF)"),
+    "reading/bare_cr.toml": (6, "<toml>", "bare carriage return (CR without LF) at column 9"),
+    "reading/invalid_utf8.toml": (3, "<file>", "not valid UTF-8: byte 0xe9 at byte offset 37"),
+    "reading/line_separators.toml": (16, "vector[0].vm.gpaw", "must be 48 or 52, got 50"),
+    "reading/crlf.toml": (15, "vector[0].vm.gpaw", "must be 48 or 52, got 50"),
+    "reading/tabs_and_quoted_keys.toml": (15, "vector[0].vm.gpaw", "must be 48 or 52, got 50"),
+    "reading/first_element_on_key_line.toml": (16, "vector[0].initial.mappings[2].gfn", "misaligned: gfn 0x500"),
 }
 
 
@@ -323,7 +336,7 @@ mappings = [
     assert index.line(("vector", 0, "step", 1)) == 9
     assert index.line(("vector", 0, "step", 1, "expect", "mappings", 0, "gfn")) == 12
     assert index.line(("vector", 0, "step", 1, "expect", "mappings", 1)) == 13
-    assert index.line(("vector", 0, "step", 1, "expect", "mappings", 2, "level")) == 13
+    assert index.line(("vector", 0, "step", 1, "expect", "mappings", 2, "level")) == 14
     assert index.line(("vector", 1)) == 16
     assert index.line(("vector", 1, "step", 0, "op")) == 17
     assert index.line(("nowhere",)) == 0
