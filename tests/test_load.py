@@ -457,3 +457,37 @@ def test_symlinked_directory_loop_is_walked_once_with_a_warning(tmp_path):
     with pytest.warns(SymlinkLoopWarning, match="a symlink loop"):
         files = suite_files([tmp_path])
     assert [f.name for f in files] == ["again.toml"] or [f.name for f in files] == ["x.toml"]
+
+
+GOOD_NEIGHBOUR = """
+
+[[vector]]
+id = "good-neighbour"
+description = "a good vector beside a bad one"
+profiles = ["mainline"]
+flags = ["basic"]
+vm = { type = "DEFAULT", tdp_mmu = true }
+step = [{ op = "zap_all" }]
+"""
+
+
+@pytest.mark.parametrize("name", sorted(n for n in EXPECTED if "/" not in n))  # reading/: not TOML; badregistry/
+def test_the_good_vector_beside_each_bad_one_still_loads(name, tmp_path):
+    """Each corpus case again with a good vector after it: a bad vector or
+    table fails alone (same line, key and message); only a problem with the
+    file itself fails the whole file."""
+    import shutil
+
+    shutil.copy(MALFORMED / "flags.toml", tmp_path / "flags.toml")
+    line, key, substring = EXPECTED[name]
+    copy = tmp_path / Path(name).name
+    copy.write_bytes((MALFORMED / name).read_bytes() + GOOD_NEIGHBOUR.encode())
+    try:
+        suite = load_file(copy)
+    except LoadError as err:  # the file itself is at fault: header, flags, syntax
+        assert (err.line, err.key) == (line, key) and substring in err.message
+        assert not key.startswith(("vector[", "table[")), str(err)
+        return
+    assert "good-neighbour" in [v.id.split("::")[1] for v in suite.vectors]
+    first = suite.errors[0].error
+    assert (first.line, first.key) == (line, key) and substring in first.message, str(first)
