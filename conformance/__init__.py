@@ -1,3 +1,5 @@
 """kvm-mmu-conformance: which SPTEs a host event zaps, checked across implementations."""
 
-__version__ = "0.1.0"
+# MAJOR.MINOR.PATCH: MAJOR is the vector format (schema.FORMAT), MINOR grows
+# with the suite and the spec, PATCH fixes (CHANGELOG.md).
+__version__ = "1.0.0"

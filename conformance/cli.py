@@ -165,6 +165,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """The installed (released) suite through pytest; the rest of the line goes to pytest."""
+    from . import packaged
+
+    return packaged.run(args.pytest_args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     fz.add_argument("--proposer", default="reference", help="whose observation a written vector expects")
     fz.add_argument("--out", default="fuzz-findings", help="directory for written vectors")
     fz.set_defaults(func=cmd_fuzz)
+    run = sub.add_parser(
+        "run",
+        help="run the suite installed with the package (no checkout needed); "
+        "arguments after 'run' go to pytest, e.g. run -n auto --backend acme",
+        add_help=False,
+    )
+    run.set_defaults(func=cmd_run)
     sch = sub.add_parser("schema", help="the vector format as JSON Schema (for editors such as Taplo)")
     sch.add_argument(
         "which",
@@ -245,7 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub.choices["coverage"].add_argument("--live-backend", default="kernel", help="the live backend (default kernel)")
     sub.choices["coverage"].add_argument("--verbose", action="store_true", help="with --live: list every rule")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "run":
+        args.pytest_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     status: int = args.func(args)
     return status
 
