@@ -12,8 +12,8 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 CACHE_ENV = "KVM_CONFORMANCE_CACHE"
 
