@@ -4,7 +4,10 @@ Editors that check TOML against a JSON Schema (Taplo, Even Better TOML)
 read the files this writes. The schema covers what a file's shape can
 say; the rules (rules.py) that relate values to each other stay the
 loader's. `python -m conformance schema --check` fails when the shipped
-files differ from what the declarations generate.
+files differ from what the declarations generate. Draft-07 counts 4096.0
+as an integer, so an integral float passes the schema and only the loader
+refuses it; Taplo reads an integer beyond 64 bits as 0, so the loader alone
+sees those bounds broken (docs/editor.md).
 """
 
 from __future__ import annotations
