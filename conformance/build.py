@@ -185,8 +185,11 @@ def _mappings(
     if slots is not None:
         rules.check_in_slots(runs, vm, slots, paths)
     rules.check_leaves(runs, paths)
-    singles = [first for first, count in runs if count == 1]
-    return frozenset(singles).union(*(rules.expand(first, count) for first, count in runs if count > 1))
+    singles = frozenset(first for first, count in runs if count == 1)
+    big = [rules.run_leaves(first, count) for first, count in runs if count > 1]
+    if not singles and len(big) == 1:
+        return big[0]  # one split page: its (shared, immutable) set as is
+    return singles.union(*big)
 
 
 def _op(value: dict[str, Any], profiles: frozenset[Profile], at: KeyPath) -> Operation:

@@ -358,6 +358,22 @@ def _state(table: _Table, values: dict[str, Any], variant: str) -> tuple[State, 
     return State(vm, slots, ranges, frozenset(m for m, _ in placed)), placed
 
 
+@functools.lru_cache(maxsize=1024)
+def _state_problem(state: State, profiles: frozenset[Profile]) -> RuleViolation | None:
+    """Rows of many tables share a handful of fixture states: each is judged once."""
+    try:
+        rules.check_state(state, profiles, ())
+    except RuleViolation as violation:
+        return violation
+    return None
+
+
+def _check_fixture_state(state: State, profiles: frozenset[Profile], at: KeyPath) -> None:
+    problem = _state_problem(state, profiles)
+    if problem is not None:  # reported at the row, as check_state(state, profiles, at) would
+        raise RuleViolation(at + problem.path, problem.message)
+
+
 def row_id(table_id: str, key: str, variant: str = "") -> str:
     """A row's local id, the one spelling node ids, results and expectation
     patterns share: <table>/<row labels>, or <table>/<variant>/<row labels>."""
@@ -368,7 +384,7 @@ def _row_vector(table: _Table, row: _Row, labels: dict[str, str], values: dict[s
     """Build one combination's state and step; apply the checks an explicit vector gets."""
     profiles = frozenset({table.profile})
     state, placed = _state(table, values, variant)
-    rules.check_state(state, profiles, row.at)
+    _check_fixture_state(state, profiles, row.at)
     op = TABLE_OPS[table.op](values)
     call = op_layer(op) is Layer.CALL
     gone = [m for m, leaf in placed if zapped(state.vm, m, leaf, row.expect)]
