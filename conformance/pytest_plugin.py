@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from . import select, validate
+from . import select, validate, workers
 from .cache import load_cached
 from .contract import Backend, KnownFailure
 from .errors import LoadError
@@ -67,13 +68,22 @@ class Selection:
     cache: Path | None  # where loaded vector files are cached, if anywhere
 
     def wanted_by(self, config: pytest.Config) -> bool:
-        """The run names a path in or above a suite directory (or names none)."""
-        here = Path(str(config.invocation_params.dir))
-        for arg in config.args or ["."]:
-            path = (here / arg.split("::", 1)[0]).resolve()
-            if any(path == s or path.is_relative_to(s) or s.is_relative_to(path) for s in self.suites):
-                return True
-        return False
+        return names_a_suite(config, self.suites)
+
+
+def suite_dirs(config: pytest.Config) -> tuple[Path, ...]:
+    root = Path(str(config.rootpath))
+    return tuple((root / s).resolve() for s in config.getini("conformance_suites"))
+
+
+def names_a_suite(config: pytest.Config, suites: tuple[Path, ...]) -> bool:
+    """The run names a path in or above a suite directory (or names none)."""
+    here = Path(str(config.invocation_params.dir))
+    for arg in config.args or ["."]:
+        path = (here / arg.split("::", 1)[0]).resolve()
+        if any(path == s or path.is_relative_to(s) or s.is_relative_to(path) for s in suites):
+            return True
+    return False
 
 
 SELECTION = pytest.StashKey[Selection]()
@@ -162,8 +172,7 @@ def pytest_configure(config: pytest.Config) -> None:
         int(config.getoption("conformance_memory_limit") * 2**30) or None,
     )
     profiles = tuple(Profile(p) for p in config.getoption("profile")) or tuple(Profile)
-    root = Path(str(config.rootpath))
-    suites = tuple((root / s).resolve() for s in config.getini("conformance_suites"))
+    suites = suite_dirs(config)
     cache = None
     if getattr(config, "cache", None) is not None and not config.getoption("conformance_no_cache"):
         cache = Path(config.cache.mkdir("conformance-vectors"))
@@ -174,6 +183,60 @@ def pytest_configure(config: pytest.Config) -> None:
         # One bad vector file must not stop the others from running.
         config.option.continue_on_collection_errors = True
     config.pluginmanager.register(MatrixReporter(config, registry), "conformance-matrix")
+    config.pluginmanager.register(ClockPlugin(config), "conformance-clock")
+
+
+STARTED = time.monotonic()  # the plugin loads with pytest's entry points, early in the process
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (a worker per CPU)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` on a suite run: workers only where the last run says they pay (conformance/workers.py)."""
+    timing = workers.read(
+        workers.cache_file(config.rootpath, str(config.getini("cache_dir")), config.getoption("backend"))
+    )
+    if timing is None or not names_a_suite(config, suite_dirs(config)):
+        return None  # xdist's own choice: a worker per CPU
+    return timing.workers(os.cpu_count() or 1)
+
+
+@dataclass
+class Clock:
+    """What this run measured for the next `-n auto` (conformance/workers.py)."""
+
+    startup_seconds: float | None = None
+    item_seconds: float = 0.0
+    items: int = 0
+
+
+class ClockPlugin:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config, self.clock = config, Clock()
+
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.clock.startup_seconds = time.monotonic() - STARTED
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" and ".toml::" in report.nodeid:
+            self.clock.item_seconds += report.duration
+            self.clock.items += 1
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        cache = getattr(self.config, "cache", None)
+        if cache is None or hasattr(self.config, "workerinput") or not self.clock.items:
+            return
+        backends = self.config.getoption("backend")
+        path = workers.cache_file(self.config.rootpath, str(self.config.getini("cache_dir")), backends)
+        earlier = workers.read(path)
+        startup = self.clock.startup_seconds  # None under xdist: the controller collects nothing
+        if startup is None:
+            startup = earlier.startup_seconds if earlier else workers.DEFAULT_STARTUP_SECONDS
+        cache.set(
+            workers.key(backends), workers.record(workers.Timing(self.clock.item_seconds, self.clock.items, startup))
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

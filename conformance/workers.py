@@ -1,0 +1,60 @@
+"""How many xdist workers `-n auto` starts for a suite run.
+
+A worker pays for itself only when the items' own time, shared out, saves
+more than the worker costs: its start-up (interpreter, plugins, backends,
+collection of every file) and, per item, the report it sends back to the
+controller (about a millisecond, as long as a model backend's item). So
+the runner records what the last run measured (item time, items, start-up)
+in pytest's cache and decides from that; with no record it leaves the
+choice to xdist (one worker per CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+KEY = "conformance/timing"  # pytest cache key, per set of --backend options
+MESSAGE_SECONDS = 0.001  # the controller's cost of one item's reports under xdist
+PAYBACK = 2.0  # workers must save twice what they cost: the estimate is rough
+DEFAULT_STARTUP_SECONDS = 2.0  # before any serial run has measured it
+
+
+@dataclass(frozen=True)
+class Timing:
+    item_seconds: float  # the items' own (call) time, summed
+    items: int
+    startup_seconds: float  # one process: start to collection finished
+
+    def workers(self, cpus: int) -> int:
+        """0 (run in-process) or `cpus`."""
+        if cpus < 2:
+            return 0
+        saved = self.item_seconds * (1 - 1 / cpus)
+        cost = self.startup_seconds + self.items * MESSAGE_SECONDS
+        return cpus if saved > PAYBACK * cost else 0
+
+
+def key(backends: list[str]) -> str:
+    """Runs of other backends take other times: one record per --backend choice."""
+    return f"{KEY}/{'+'.join(sorted(set(backends))) or 'every-backend'}"
+
+
+def cache_file(rootpath: Path, cache_dir: str, backends: list[str]) -> Path:
+    """Where pytest's cache keeps the record (`<cache_dir>/v/<key>`)."""
+    base = Path(os.path.expandvars(os.path.expanduser(cache_dir)))
+    return (rootpath / base if not base.is_absolute() else base) / "v" / key(backends)
+
+
+def read(path: Path) -> Timing | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Timing(float(data["item_seconds"]), int(data["items"]), float(data["startup_seconds"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record(timing: Timing) -> dict[str, float | int]:
+    return asdict(timing)
