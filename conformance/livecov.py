@@ -10,7 +10,6 @@ explicit variant). Rows that need rmaps beside the TDP MMU need a nested
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from . import capabilities
 from .load import load_all
 from .model import Layer, Profile, Vector, VmType
+from .results import load_results
 
 NESTED = "needs rmaps beside the TDP MMU: a nested (L2) guest, which no live run here has"
 # States only a model can hold: no host action builds them, so no kernel run can start from them.
@@ -97,8 +97,7 @@ def check(
     runs: dict[str, Run] = {}
     for path in results:
         name = Path(path).name
-        rows = json.loads(Path(path).read_text(encoding="utf-8"))
-        items = rows["results"] if isinstance(rows, dict) else rows
+        items = [r.as_dict() for r in load_results(path).results]
         mine = [r for r in items if r["backend"] == backend and r["profile"] == Profile.MAINLINE.value]
         for r in mine:
             outcome[r["vector"]][name] = f"{r['outcome']}: {r.get('detail', '')}"

@@ -30,7 +30,8 @@ from .isolation import BackendRaised, Fault
 from .load import SuiteFile
 from .model import Observation, Profile, Vector
 from .registry import Registry
-from .report import RESULT_KEY, MatrixReporter, Result
+from .report import RESULT_KEY, SELECTED_BACKENDS, MatrixReporter, Result
+from .results import FlagRef
 from .timeout import BackendTimeout, deadline
 from .verdict import Verdict, judge
 
@@ -258,6 +259,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The results file names the selected backends; ask only when writing one."""
+    chosen = session.config.stash[SELECTION].chosen
+    session.config.stash[SELECTED_BACKENDS] = lambda: [b.info for b in chosen.get()]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     selection = config.stash.get(SELECTION, None)
     if selection is not None:
@@ -422,27 +429,23 @@ class VectorItem(pytest.Item):
         super().__init__(**kwargs)
         self.vector, self.profile, self.backend = vector, profile, backend
 
-    def record(self, outcome: str, detail: str = "", ignored: tuple[str, ...] = ()) -> None:
+    def record(self, outcome: str, detail: str = "", ignored: tuple[str, ...] = (), known_failure: str = "") -> None:
         """The item's one Result, as JSON (JUnit XML shows it as is; xdist forwards it)."""
         self.user_properties[:] = [p for p in self.user_properties if p[0] != RESULT_KEY]
-        self.user_properties.append(
-            (
-                RESULT_KEY,
-                json.dumps(
-                    Result(
-                        self.nodeid,
-                        self.vector.id,
-                        self.backend.info.name,
-                        self.profile.value,
-                        outcome,
-                        detail,
-                        ignored,
-                        dict(self.backend.info.where),
-                    ).as_dict(),
-                    sort_keys=True,
-                ),
-            )
+        result = Result(
+            self.nodeid,
+            self.vector.id,
+            self.backend.info.name,
+            self.profile.value,
+            outcome,
+            detail,
+            ignored,
+            dict(self.backend.info.where),
+            self.vector.description,
+            tuple(FlagRef(f.name, f.bug_class) for f in self.vector.flags),
+            known_failure,
         )
+        self.user_properties.append((RESULT_KEY, json.dumps(result.as_dict(), sort_keys=True)))
 
     def runtest(self) -> None:
         info = self.backend.info
@@ -500,11 +503,11 @@ class VectorItem(pytest.Item):
     def expected_failure(self, known: KnownFailure, verdict: Verdict) -> None:
         """A declared failure: failing is expected, passing is an error (strict)."""
         if verdict.passed:
-            self.record("failed", f"declared to fail ({known.reason}) but passed", verdict.ignored)
+            self.record("failed", f"declared to fail ({known.reason}) but passed", verdict.ignored, known.reason)
             pytest.fail(
                 f"backend {self.backend.info.name} passed an item it declares to fail: {known.reason}", pytrace=False
             )
-        self.record("xfailed", known.reason + "\n" + "\n".join(verdict.diffs), verdict.ignored)
+        self.record("xfailed", "\n".join(verdict.diffs), verdict.ignored, known.reason)
         self.add_report_section("call", "expected failure", "\n".join(verdict.diffs))
         pytest.xfail(known.reason)
 

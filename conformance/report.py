@@ -1,43 +1,27 @@
-"""Results per item, the backend x result matrix, and the JSON report."""
+"""Results per item, the backend x result matrix, and the results file."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from . import runmeta
+from .contract import BackendInfo
 from .flagreg import find_registry, suite_name
 from .registry import Registry
+from .results import OUTCOMES, Result, Results, dump
 
-# crashed: the backend's process died (a signal, an exit); timeout: it did not
-# answer within the item's limit (or ran out of its memory limit)
-OUTCOMES = ("passed", "failed", "error", "crashed", "timeout", "skipped", "xfailed")
+__all__ = ["OUTCOMES", "RESULT_KEY", "SELECTED_BACKENDS", "MatrixReporter", "Result"]
+
 RESULT_KEY = "conformance"  # the user property that carries an item's Result, as JSON
-
-
-@dataclass(frozen=True)
-class Result:
-    nodeid: str
-    vector: str
-    backend: str
-    profile: str
-    outcome: str  # one of OUTCOMES; xfailed = a failure the backend declared (KnownFailure)
-    detail: str = ""
-    ignored: tuple[str, ...] = ()
-    where: Mapping[str, str] = field(default_factory=dict)  # the machine the backend ran on (BackendInfo.where)
-
-    def as_dict(self) -> dict[str, Any]:
-        plain = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**plain, "where": dict(self.where)}
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> Result:
-        return cls(**{**value, "ignored": tuple(value.get("ignored", ())), "where": dict(value.get("where", {}))})
+# The selected backends' infos, constructing them if need be: the xdist
+# controller collects nothing, so it has them only when it asks.
+SELECTED_BACKENDS = pytest.StashKey[Callable[[], Sequence[BackendInfo]]]()
 
 
 def from_nodeid(nodeid: str, outcome: str, detail: str, rootdir: Path = Path(".")) -> Result | None:
@@ -85,13 +69,19 @@ def note_lines(results: Iterable[Mapping[str, Any]]) -> list[str]:
 
 class MatrixReporter:
     """Collects Results from test reports (xdist forwards user_properties to
-    the controller) and prints one row per (backend, profile)."""
+    the controller), prints one row per (backend, profile) and writes the
+    results file."""
 
     def __init__(self, config: pytest.Config, registry: Registry) -> None:
         self.config = config
         self.registry = registry
         self.results: dict[str, Result] = {}
         self.collect_errors: list[str] = []
+        self.started = runmeta.now()
+
+    @pytest.hookimpl
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.started = runmeta.now()
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -109,8 +99,13 @@ class MatrixReporter:
 
     @pytest.hookimpl
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed:
-            self.collect_errors.append(report.nodeid)
+        if not report.failed or report.nodeid in self.collect_errors:
+            return  # under xdist every worker reports the same file
+        self.collect_errors.append(report.nodeid)
+        if report.nodeid.endswith(".toml"):  # a vector file that did not load: one error for the whole file
+            file = str(Path(str(self.config.rootpath)) / report.nodeid)
+            vector = suite_name(file, find_registry(file))
+            self.results[report.nodeid] = Result(report.nodeid, vector, "loader", "-", "error", str(report.longrepr))
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -139,5 +134,19 @@ class MatrixReporter:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # fail closed: a backend that did not load
         path = self.config.getoption("conformance_json")
         if path and not hasattr(self.config, "workerinput"):  # the xdist controller writes it
-            with open(path, "w", encoding="utf-8") as out:
-                json.dump([r.as_dict() for r in sorted(self.results.values(), key=lambda r: r.nodeid)], out, indent=1)
+            dump(self.document(int(session.exitstatus)), path)
+
+    def document(self, exit_status: int) -> Results:
+        """This run and its items, sorted by node id."""
+        selected = self.config.stash.get(SELECTED_BACKENDS, None)
+        backends = selected() if selected is not None and self.results else ()
+        root = Path(str(self.config.rootpath))
+        run = runmeta.this_run(
+            [(root / s).resolve() for s in self.config.getini("conformance_suites")],
+            backends,
+            self.started,
+            self.config.invocation_params.args,
+            Path(str(self.config.invocation_params.dir)),
+            exit_status,
+        )
+        return Results((run,), tuple(sorted(self.results.values(), key=lambda r: r.nodeid)))

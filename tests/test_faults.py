@@ -42,7 +42,7 @@ def project(tmp_path: Path, mode: str) -> dict[str, str]:
 
 
 def results(path: Path) -> list[dict]:
-    return json.loads(path.read_text())
+    return json.loads(path.read_text())["results"]
 
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])

@@ -451,7 +451,9 @@ def test_results_come_back_with_where_they_ran(tmp_path: Path) -> None:
             in out.stdout)
     assert re.search(r"^kernel +mainline +1 +1 +0 +0 +0 +0 +0 +0$", out.stdout, re.M), out.stdout
     assert "\nsuites/live/memslot.toml ....\n" in out.stdout
-    results = json.loads(saved.read_text())
+    saved_doc = json.loads(saved.read_text())
+    assert saved_doc["format"] == 1 and saved_doc["runs"][0]["legacy"]  # the fake guest writes the old bare list
+    results = saved_doc["results"]
     assert [r["where"] for r in results] == [
         {"machine": "qemu-tcg guest (emulated AMD SVM)", "npt": "0", "kernel": "6.12.117"},
         {"machine": "qemu-tcg guest (emulated AMD SVM)", "npt": "own"},  # a backend's own fact stays

@@ -199,7 +199,7 @@ def test_unobservable_is_ignored_visibly(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout
     assert "ignored on acme/mainline: decision (not declared observable by the backend) in 1 item(s)" in out.stdout
     assert "cannot observe: step 1 (unmap_gfn_range, line 27): decision (not declared" in out.stdout
-    [result] = json.loads(report.read_text())
+    [result] = json.loads(report.read_text())["results"]
     assert result["outcome"] == "passed" and result["ignored"] == [
         "step 1 (unmap_gfn_range, line 27): decision (not declared observable by the backend)"]
 
@@ -220,7 +220,7 @@ def test_bad_vector_is_one_error_item_and_the_rest_of_its_file_runs(tmp_path: Pa
     assert "FAILED suites/broken.toml::tdx-notifier - " in out.stdout
     assert "PASSED suites/broken.toml::tdx-notifier-again[reference:mainline]" in out.stdout
     assert "PASSED suites/scratch.toml::tdx-notifier[reference:mainline]" in out.stdout
-    errors = [r for r in json.loads(report.read_text()) if r["outcome"] == "error"]
+    errors = [r for r in json.loads(report.read_text())["results"] if r["outcome"] == "error"]
     assert [(r["vector"], r["backend"]) for r in errors] == [("broken::tdx-notifier", "loader")]
 
 
@@ -284,7 +284,7 @@ def test_each_result_says_where_it_ran(tmp_path: Path) -> None:
     out = run_pytest(tmp_path, env, "suites", "-n", "2", "--backend", "acme", "--backend", "reference",
                      "--conformance-json", str(report))
     assert out.returncode == 0, out.stdout + out.stderr
-    where = {r["backend"]: r["where"] for r in json.loads(report.read_text())}
+    where = {r["backend"]: r["where"] for r in json.loads(report.read_text())["results"]}
     assert where == {"acme": {"machine": "acme lab", "silicon": "A0"}, "reference": {}}
 
 

@@ -5,7 +5,6 @@ its limit and reported with the end of its console."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -13,11 +12,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from .. import report
+from ..results import Results, ResultsError, dump, load_results
 from . import config, images, prereq, proc
 from .console import Console, Ending, Limits, watch
 from .initscript import FACTS, FORWARDED, RESULTS, STATUS, Suite, render
@@ -192,12 +191,12 @@ def bring_back(request: Request, out: Path, console: Console, ending: Ending, sa
     if results is None:
         say(f"guest run: the guest's pytest exited with status {status} and wrote no results")
     else:
-        tagged = [{**r, "where": {**where, **r.get("where", {})}} for r in results]
-        for line in report.matrix_lines(tagged):  # the skip reasons are in the guest's own output
+        tagged = tag_where(results, where)
+        for line in report.matrix_lines(r.as_dict() for r in tagged.results):  # skip reasons: the guest's output
             say(line)
         if request.json_out is not None:
             try:
-                request.json_out.write_text(json.dumps(tagged, indent=1) + "\n", encoding="utf-8")
+                dump(tagged, request.json_out)
             except OSError as err:
                 say(f"guest run: cannot write {request.json_out}: {err.strerror}; the results are in {out / RESULTS}")
                 return status or 2
@@ -230,12 +229,17 @@ def read_facts(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def read_results(path: Path) -> list[dict[str, Any]] | None:
+def read_results(path: Path) -> Results | None:
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_results(path)
+    except ResultsError:
         return None
-    ok = isinstance(results, list) and all(
-        isinstance(r, dict) and {"backend", "profile", "outcome"} <= r.keys() for r in results
+
+
+def tag_where(results: Results, where: Mapping[str, str]) -> Results:
+    """Every item and backend marked with the guest's facts; a backend's own fact of the same name stays."""
+    runs = tuple(
+        replace(run, backends=tuple(replace(b, where={**where, **b.where}) for b in run.backends))
+        for run in results.runs
     )
-    return results if ok else None
+    return Results(runs, tuple(replace(r, where={**where, **r.where}) for r in results.results))
