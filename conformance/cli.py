@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import coverage, killmatrix, livecov, select
+from . import coverage, killmatrix, livecov, report_cli, select
 from .contract import BackendInfo
 from .guest import cli as guest_cli
 from .load import Loaded, SymlinkLoopWarning, load_all
@@ -243,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sch.add_argument("--check", action="store_true", help="fail if the shipped files are stale")
     sch.set_defaults(func=cmd_schema)
     guest_cli.register(sub)
+    report_cli.register(sub)
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
     sub.choices["coverage"].add_argument(
         "--list-unreachable",
