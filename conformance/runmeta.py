@@ -21,11 +21,12 @@ def now() -> str:
 
 def suite_files(suites: Iterable[Path]) -> list[tuple[str, Path]]:
     """Every TOML file (vectors and flag registries) under the suite
-    directories, by its name relative to its directory's parent."""
+    directories, named by the directory's position and the path within it:
+    a checkout's suites/ and the installed copy hash alike."""
     found = []
-    for root in suites:
+    for index, root in enumerate(suites):
         if root.is_dir():
-            found += [(f"{root.name}/{p.relative_to(root).as_posix()}", p) for p in root.rglob("*.toml") if p.is_file()]
+            found += [(f"{index}/{p.relative_to(root).as_posix()}", p) for p in root.rglob("*.toml") if p.is_file()]
     return sorted(found)
 
 

@@ -43,8 +43,8 @@ def test_installed_package_runs_its_suite_without_a_checkout(tmp_path: Path) -> 
     backends = subprocess.run([str(python), "-m", "conformance", "backends"], cwd=work, capture_output=True,
                               text=True, timeout=120)
     assert "tdx-v10-posted" in backends.stdout and "reference" in backends.stdout, backends.stdout
-    out = subprocess.run([str(python), "-m", "conformance", "run", "--backend", "reference", "-q", "-p", "no:xdist"],
-                         cwd=work, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([str(python), "-m", "conformance", "run", "--backend", "reference", "-q", "-p", "no:xdist",
+                          "--conformance-json", "results.json"], cwd=work, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     vectors = load_all([ROOT / "suites"]).vectors
     mainline = sum(1 for v in vectors if any(p.value == "mainline" for p in v.profiles))
@@ -52,3 +52,12 @@ def test_installed_package_runs_its_suite_without_a_checkout(tmp_path: Path) -> 
     assert re.search(rf"^reference +mainline +{mainline} +0 +0 ", out.stdout, re.M), out.stdout[-2000:]
     assert re.search(rf"^reference +tdx-v10 +{v10} +0 +0 ", out.stdout, re.M), out.stdout[-2000:]
     assert not (work / ".pytest_cache").exists()  # nothing written where it was run from
+    # the report's page assets and the results schema ship too
+    report = subprocess.run([str(python), "-m", "conformance", "report", "results.json", "--html", "page.html"],
+                            cwd=work, capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (work / "page.html").read_text()
+    assert 'id="report-data"' in page and "/*SCRIPT*/" not in page and "function paged(" in page
+    schema = subprocess.run([str(python), "-c", "from importlib import resources; print((resources.files('conformance')"
+                             " / 'schemas' / 'results.schema.json').is_file())"], capture_output=True, text=True)
+    assert schema.stdout.strip() == "True", schema.stderr
