@@ -8,12 +8,13 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import coverage, killmatrix, livecov, report_cli, select
+from . import coverage, killmatrix, livecov, select
 from .contract import BackendInfo
 from .guest import cli as guest_cli
 from .load import Loaded, SymlinkLoopWarning, load_all
 from .model import Profile
 from .registry import Registry, discover
+from .report_cli import register as register_report
 
 
 def describe(info: BackendInfo) -> list[str]:
@@ -242,8 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sch.add_argument("--write", action="store_true", help="regenerate the files shipped in conformance/schemas/")
     sch.add_argument("--check", action="store_true", help="fail if the shipped files are stale")
     sch.set_defaults(func=cmd_schema)
+    register_report(sub)
     guest_cli.register(sub)
-    report_cli.register(sub)
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
     sub.choices["coverage"].add_argument(
         "--list-unreachable",
