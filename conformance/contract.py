@@ -5,10 +5,22 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, TypeGuard, runtime_checkable
 
-from . import capabilities
+from . import capabilities, declared
 from .model import Layer, Observable, Observation, Profile, Vector, VmType
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    """A bug that known failures cite (an expectations file's `[bug.<id>]`)."""
+
+    id: str
+    title: str
+    review: str = ""  # who found it, and where
+    flag: str = ""  # the suite flag whose vectors catch it
+    links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -18,12 +30,37 @@ class KnownFailure:
     `pattern` is an fnmatch pattern over vector ids; `profile`, if set,
     limits it to one profile. The runner turns a matching failure into an
     expected one and a matching pass into a failure (strict): the list must
-    be exactly right.
+    be exactly right, and an entry that matches no item of a full run is an
+    error too (docs/backends.md, "Expectation files").
     """
 
     pattern: str
     reason: str
-    profile: str | None = None
+    profile: str | None = None  # a Profile value ("mainline"); a Profile member is stored as its value
+    bug: KnownBug | None = None
+    links: tuple[str, ...] = ()
+    origin: str = ""  # where it was declared ("file:line"); empty for BackendInfo.known_failures
+
+    def __post_init__(self) -> None:
+        declared.text("KnownFailure.pattern", self.pattern)
+        declared.text("KnownFailure.reason", self.reason)
+        declared.strings("KnownFailure.links", self.links)
+        if self.bug is not None and not isinstance(self.bug, KnownBug):
+            raise TypeError(f"KnownFailure.bug: {self.bug!r}; expected a conformance.KnownBug or None")
+        if self.profile is not None:
+            if self.profile not in {p.value for p in Profile}:
+                raise ValueError(
+                    f"KnownFailure.profile: {self.profile!r}; use one of "
+                    + ", ".join(f"conformance.Profile.{p.name}" for p in Profile)
+                )
+            object.__setattr__(self, "profile", Profile(self.profile).value)
+
+    @property
+    def message(self) -> str:
+        """The reason as reports show it, with the bug it comes from."""
+        if self.bug is None:
+            return self.reason
+        return f"bug {self.bug.id} ({self.bug.review or self.bug.title}): {self.reason}"
 
     def matches(self, vector_id: str, profile: str) -> bool:
         return self.profile in (None, profile) and fnmatch.fnmatchcase(vector_id, self.pattern)
@@ -45,10 +82,14 @@ class BackendInfo:
     # ...), carried into every result so merged results say where each ran.
     where: Mapping[str, str] = field(default_factory=dict)
     known_failures: tuple[KnownFailure, ...] = ()
+    # An expectations file (docs/backends.md, "Expectation files") the runner
+    # loads for this backend, in addition to known_failures.
+    expectations: Path | None = None
 
     provided: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self.check()
         # Every item asks; compute the tag set once.
         object.__setattr__(
             self,
@@ -60,6 +101,22 @@ class BackendInfo:
                 | self.capabilities
             ),
         )
+
+    def check(self) -> None:
+        """Every field of the declared type: a plain string where an enum
+        member belongs is named with the member to use."""
+        declared.text("BackendInfo.name", self.name)
+        declared.text("BackendInfo.version", self.version)
+        for name, kind in (("profiles", Profile), ("layers", Layer), ("vm_types", VmType), ("observables", Observable)):
+            declared.members(f"BackendInfo.{name}", getattr(self, name), kind)
+        if not self.observables and not self.unavailable:
+            raise ValueError("BackendInfo.observables: empty; a backend that observes nothing would pass every item")
+        declared.tags("BackendInfo.capabilities", self.capabilities)
+        declared.text("BackendInfo.unavailable", self.unavailable, optional=True)
+        for name in ("explanations", "details", "where"):
+            declared.string_map(f"BackendInfo.{name}", getattr(self, name))
+        declared.instances("BackendInfo.known_failures", self.known_failures, KnownFailure)
+        declared.absolute_path("BackendInfo.expectations", self.expectations)
 
     def known_failure(self, vector_id: str, profile: str) -> KnownFailure | None:
         return next((k for k in self.known_failures if k.matches(vector_id, profile)), None)

@@ -31,6 +31,19 @@ FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
+# fields whose members are str enums: a plain string there gets the member to use
+ENUM_FIELDS: dict[str, type[Decision] | type[WarnSite]] = {"decision": Decision, "warns": WarnSite}
+
+
+def hint(name: str, value: Any) -> str:
+    """For a plain string where a str enum member belongs: the member to use."""
+    kind = ENUM_FIELDS.get(name)
+    items = value if isinstance(value, (set, frozenset, tuple, list)) else [value]
+    plain = sorted(item for item in items if type(item) is str)  # a member is a str too, but not of type str
+    members = [m for text in plain for m in kind or () if m.value == text]
+    return f"; use conformance.{type(members[0]).__name__}.{members[0].name}" if members else ""
+
+
 def show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -52,7 +65,7 @@ def problem(returned: Any, vector: Vector) -> str | None:
         for name, (kind, ok) in FIELDS.items():
             value = getattr(step, name)
             if value is not None and not ok(value):
-                return f"field `{name}` of step {number} is {show(value)}, expected {kind}"
+                return f"field `{name}` of step {number} is {show(value)}, expected {kind}{hint(name, value)}"
         if not _withheld(step.withheld):
             return f"field `withheld` of step {number} is {show(step.withheld)}, expected ((observable, reason), ...)"
     return None
