@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import coverage, killmatrix, livecov, select
+from . import backend_options, coverage, killmatrix, livecov, select, vendor_cli
 from .contract import BackendInfo
 from .guest import cli as guest_cli
 from .load import Loaded, SymlinkLoopWarning, load_all
@@ -27,6 +27,7 @@ def describe(info: BackendInfo) -> list[str]:
         "  observables: " + ", ".join(sorted(o.value for o in info.observables)),
         "  capabilities: " + (", ".join(sorted(info.capabilities)) or "none"),
     ]
+    lines += [f"  expectations: {info.expectations}"] if info.expectations else []
     lines += [f"  missing {tag}: {why}" for tag, why in sorted(info.explanations.items())]
     lines += [f"  {key}: {value}" for key, value in sorted(info.details.items())]
     return lines
@@ -36,8 +37,14 @@ def cmd_backends(args: argparse.Namespace) -> int:
     """Every registered backend, constructed where a run would construct it
     (other distributions' in a child process); fails on a plugin error."""
     registry = Registry()
-    choice = select.choose(registry, [], args.skip_backend)
+    try:
+        options = backend_options.parse(args.backend_option)
+        choice = select.choose(registry, [], args.skip_backend, options=options)
+    except ValueError as err:
+        print(f"backends: {err}", file=sys.stderr)
+        return 2
     select.construct(registry, choice, seconds=60.0, memory_bytes=4 << 30)
+    vendor_cli.check_expectations(registry)
     try:
         for error in registry.errors:  # first: it is why the command fails
             print(f"plugin error: {error.source}: {error.message}")
@@ -187,6 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help="leave this registered backend out (neither loaded nor listed)",
     )
+    listing.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar=backend_options.FORMAT,
+        help="a setting for one backend, as pytest's --backend-option (repeatable)",
+    )
     listing.set_defaults(func=cmd_backends)
     for name, func, text in (
         ("validate", cmd_validate, "load vector files and report errors"),
@@ -245,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sch.set_defaults(func=cmd_schema)
     register_report(sub)
     guest_cli.register(sub)
+    vendor_cli.register(sub)
     sub.choices["coverage"].add_argument("--limit", type=int, default=20, help="problems shown per list")
     sub.choices["coverage"].add_argument(
         "--list-unreachable",

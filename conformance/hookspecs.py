@@ -6,6 +6,7 @@ hookimpl, registered through the entry-point group ENTRY_POINT_GROUP.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -21,12 +22,16 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def conformance_backend() -> Backend | None:
+def conformance_backend(options: Mapping[str, str]) -> Backend | None:
     """Return this plugin's backend object (see conformance.contract.Backend).
 
     Called once per process. Probing belongs in here or in the backend's
     constructor; a backend that cannot run returns itself with
     `info.unavailable` set to the reason rather than raising.
+
+    Arguments are opt-in: an implementation receives only those it names.
+    `options`: the user's `--backend-option NAME:KEY=VALUE` for this
+    backend, as KEY -> VALUE (empty when none were given).
     """
 
 

@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -244,8 +245,15 @@ class IsolatedBackend:
 
     info: BackendInfo
 
-    def __init__(self, name: str, limits: Limits, group: str = hookspecs.ENTRY_POINT_GROUP) -> None:
+    def __init__(
+        self,
+        name: str,
+        limits: Limits,
+        group: str = hookspecs.ENTRY_POINT_GROUP,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
         self.name, self.limits, self.group = name, limits, group
+        self.options = dict(options or {})  # --backend-option values, for every child started
         self.restarts = 0
         self._owner = os.getpid()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -357,7 +365,7 @@ class IsolatedBackend:
         self._sock = parent_end
         why = f"backend {self.name!r} did not start"
         try:
-            self._send(frame(("start", self.group, list(sys.path))), self.limits.start_seconds)
+            self._send(frame(("start", self.group, list(sys.path), self.options)), self.limits.start_seconds)
             reply = self._receive(self.limits.start_seconds)
         except IsolationError as err:
             raise StartupError(f"{why}: {err.reason}", err.detail) from None

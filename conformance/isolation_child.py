@@ -2,7 +2,8 @@
 
     python -m conformance.isolation_child NAME --fd FD --parent PID
 
-The parent's first frame is ("start", group, sys.path). The child loads
+The parent's first frame is ("start", group, sys.path, options), options
+being the backend's --backend-option values. The child loads
 only the entry point NAME of that group (the first one, as the registry
 does), asks its `conformance_backend()` hookimpls for their backends and
 keeps the one whose `info.name` is NAME. It answers ("ready", info) or
@@ -22,6 +23,7 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .isolation import DUMP_SIGNAL, frame, recv_frame
@@ -64,13 +66,13 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def load_backend(name: str, group: str) -> Backend:
+def load_backend(name: str, group: str, options: Mapping[str, str] | None = None) -> Backend:
     """The backend NAME from the entry point NAME of `group`, or NoBackend."""
     import importlib.metadata
 
     import pluggy
 
-    from . import hookspecs
+    from . import backend_options, hookspecs
     from .contract import is_backend
 
     entry = next((ep for ep in importlib.metadata.entry_points(group=group) if ep.name == name), None)
@@ -92,7 +94,7 @@ def load_backend(name: str, group: str) -> Backend:
     others = []
     for impl in pm.hook.conformance_backend.get_hookimpls():
         try:
-            backend = impl.function()
+            backend = impl.function(*backend_options.hook_arguments(impl.argnames, options or {}))
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
@@ -170,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     start = recv_frame(sock)
     if start is None:
         return 0
-    _, group, path = start
+    _, group, path, options = start
     sys.path[:] = path  # see what the parent sees
     try:
-        backend = load_backend(args.name, group)
+        backend = load_backend(args.name, group, options)
     except NoBackend as err:
         kind = "no-backend" if isinstance(err, ProvidesNone) else "startup-error"
         sock.sendall(frame((kind, *err.args)))

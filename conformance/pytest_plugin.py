@@ -22,10 +22,11 @@ from typing import Any, NoReturn
 
 import pytest
 
-from . import select, validate, workers
+from . import backend_options, flagselect, known, select, validate, workers
 from .cache import load_cached
 from .contract import Backend, KnownFailure
 from .errors import LoadError
+from .expectations import DECLARED_BUT_PASSED, Expectation
 from .isolation import BackendRaised, Fault
 from .load import SuiteFile
 from .model import Observation, Profile, Vector
@@ -40,16 +41,38 @@ class Chosen:
     """The selected backends, loaded and started on first use: a session
     that collects no vector file (`pytest tests`) loads and starts none."""
 
-    def __init__(self, registry: Registry, choice: select.Choice, seconds: float, memory_bytes: int | None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        choice: select.Choice,
+        seconds: float,
+        memory_bytes: int | None,
+        given: tuple[Expectation, ...] = (),
+    ) -> None:
         self.registry, self.choice = registry, choice
         self.seconds, self.memory_bytes = seconds, memory_bytes
+        self.given = given  # the --expectations entries
         self.backends: tuple[Backend, ...] | None = None
+        self.known: dict[str, known.KnownFailures] = {}
 
     def get(self) -> tuple[Backend, ...]:
         if self.backends is None:
             select.construct(self.registry, self.choice, self.seconds, self.memory_bytes)
-            self.backends = tuple(select.usable(self.registry, self.choice))
+            self.backends = self.with_expectations(select.usable(self.registry, self.choice))
         return self.backends
+
+    def with_expectations(self, backends: list[Backend]) -> tuple[Backend, ...]:
+        """Each backend's known failures; one whose expectations file is
+        broken does not run, as one that does not load (fail closed)."""
+        kept = []
+        for backend in backends:
+            try:
+                self.known[backend.info.name] = known.KnownFailures.gather(backend.info, self.given)
+            except LoadError as err:
+                self.registry.fail(f"backend {backend.info.name}: expectations file", str(err))
+                continue
+            kept.append(backend)
+        return tuple(kept)
 
     def close(self) -> None:
         """No child process outlives the session."""
@@ -145,6 +168,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--conformance-json", metavar="PATH", help="write every item's result as JSON")
     group.addoption(
+        "--expectations",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="known failures (an expectations file; each entry names its backend) (repeatable)",
+    )
+    group.addoption(
+        "--flag",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only the vectors carrying this flag of suites/flags.toml (repeatable; with --bug-class: any)",
+    )
+    group.addoption(
+        "--bug-class",
+        action="append",
+        default=[],
+        metavar="CLASS",
+        help="run only the vectors carrying a flag of this bug class (repeatable; with --flag: any)",
+    )
+    group.addoption(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar=backend_options.FORMAT,
+        help="a setting for one backend, passed to its conformance_backend(options) hook (repeatable)",
+    )
+    group.addoption(
         "--conformance-no-cache",
         action="store_true",
         help="parse every vector file afresh instead of using pytest's cache directory",
@@ -156,6 +207,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     registry = Registry()
+    suites = suite_dirs(config)
     try:
         choice = select.choose(
             registry,
@@ -163,17 +215,20 @@ def pytest_configure(config: pytest.Config) -> None:
             config.getoption("skip_backend"),
             config.getoption("isolate"),
             config.getoption("in_process"),
+            backend_options.parse(config.getoption("backend_option")),
         )
-    except select.SelectionError as err:
+        given = known.load_given(config.getoption("expectations"), registry.sources)
+        flags = flagselect.check(config.getoption("flag"), config.getoption("bug_class"), suites)
+    except (ValueError, LoadError) as err:  # SelectionError and OptionError are ValueErrors
         raise pytest.UsageError(str(err)) from None
     chosen = Chosen(
         registry,
         choice,
         config.getoption("conformance_timeout"),
         int(config.getoption("conformance_memory_limit") * 2**30) or None,
+        given,
     )
     profiles = tuple(Profile(p) for p in config.getoption("profile")) or tuple(Profile)
-    suites = suite_dirs(config)
     cache = None
     if getattr(config, "cache", None) is not None and not config.getoption("conformance_no_cache"):
         cache = Path(config.cache.mkdir("conformance-vectors"))
@@ -185,6 +240,30 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.continue_on_collection_errors = True
     config.pluginmanager.register(MatrixReporter(config, registry), "conformance-matrix")
     config.pluginmanager.register(ClockPlugin(config), "conformance-clock")
+    register_vendor_plugins(config, chosen, suites, flags)
+
+
+def register_vendor_plugins(
+    config: pytest.Config, chosen: Chosen, suites: tuple[Path, ...], flags: dict[str, str]
+) -> None:
+    """Selection by flag and the stale-expectations check (docs/backends.md)."""
+    selection = flagselect.FlagSelection(
+        config,
+        frozenset(config.getoption("flag")),
+        frozenset(config.getoption("bug_class")),
+        flags,
+        lambda item: item.vector if isinstance(item, VectorItem) else None,
+    )
+    config.pluginmanager.register(selection, "conformance-flags")
+    stale = known.StaleCheck(config, known.narrowing(config, suites), lambda: chosen.known, collected_items)
+    config.pluginmanager.register(stale, "conformance-stale-expectations")
+
+
+def collected_items(items: list[pytest.Item]) -> known.CollectedItems:
+    return known.CollectedItems(
+        tuple((i.backend.info.name, i.profile.value, i.vector.id) for i in items if isinstance(i, VectorItem)),
+        not any(isinstance(i, LoadErrorItem) for i in items),
+    )
 
 
 STARTED = time.monotonic()  # the plugin loads with pytest's entry points, early in the process
@@ -255,6 +334,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         if b.info.unavailable
     ]
     lines += list(select.describe(selection.chosen.choice))
+    lines += [
+        f"conformance known failures of {n}: {len(k.entries)}" for n, k in selection.chosen.known.items() if k.entries
+    ]
     lines += [f"conformance plugin error: {e.source}: {e.message}" for e in selection.registry.errors]
     return lines
 
@@ -465,9 +547,10 @@ class VectorItem(pytest.Item):
             self.add_report_section(
                 "call", "ignored observables", f"backend {info.name} cannot observe: " + "; ".join(verdict.ignored)
             )
-        known = info.known_failure(self.vector.id, self.profile.value)
-        if known is not None:
-            self.expected_failure(known, verdict)
+        declared = self.config.stash[SELECTION].chosen.known.get(info.name)
+        failure = declared.find(self.vector.id, self.profile.value) if declared else None
+        if failure is not None:
+            self.expected_failure(failure, verdict)
         self.record("passed" if verdict.passed else "failed", "\n".join(verdict.diffs), verdict.ignored)
         if not verdict.passed:
             raise VectorMismatch(verdict)
@@ -502,14 +585,16 @@ class VectorItem(pytest.Item):
 
     def expected_failure(self, known: KnownFailure, verdict: Verdict) -> None:
         """A declared failure: failing is expected, passing is an error (strict)."""
+        where = f" ({known.origin})" if known.origin else ""
         if verdict.passed:
-            self.record("failed", f"declared to fail ({known.reason}) but passed", verdict.ignored, known.reason)
+            self.record("failed", f"{DECLARED_BUT_PASSED} ({known.message}) but passed", verdict.ignored, known.message)
             pytest.fail(
-                f"backend {self.backend.info.name} passed an item it declares to fail: {known.reason}", pytrace=False
+                f"backend {self.backend.info.name} passed an item it declares to fail: {known.message}{where}",
+                pytrace=False,
             )
-        self.record("xfailed", "\n".join(verdict.diffs), verdict.ignored, known.reason)
+        self.record("xfailed", "\n".join(verdict.diffs), verdict.ignored, known.message)
         self.add_report_section("call", "expected failure", "\n".join(verdict.diffs))
-        pytest.xfail(known.reason)
+        pytest.xfail(known.message)
 
     def rerun_command(self) -> str:
         """Works from any directory: this interpreter, the item's absolute path."""

@@ -5,13 +5,13 @@ the runner and the CLI end non-zero when one is left)."""
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
 import pluggy
 
-from . import hookspecs
+from . import backend_options, hookspecs
 from .contract import Backend, is_backend
 
 # Distributions of this project: their backends are trusted to run in the
@@ -87,9 +87,9 @@ class Registry:
     def fail(self, source: str, message: str) -> None:
         self.errors.append(PluginError(source, message))
 
-    def load(self, names: Iterable[str]) -> None:
+    def load(self, names: Iterable[str], options: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """Import and register these entry points (not the others), then ask
-        each for its backend, in this process."""
+        each for its backend, in this process, with its --backend-option values."""
         for name in names:
             source = self.sources[name]
             if self.pm.get_plugin(name) is not None:
@@ -100,16 +100,16 @@ class Registry:
             except (Exception, SystemExit) as exc:  # SystemExit at import must not end the session either
                 self.fail(source.where(), f"cannot be loaded: {type(exc).__name__}: {exc}")
                 continue
-            self.collect_backend(name)
+            self.collect_backend(name, (options or {}).get(name, {}))
 
-    def collect_backend(self, plugin_name: str) -> None:
+    def collect_backend(self, plugin_name: str, options: Mapping[str, str] | None = None) -> None:
         plugin = self.pm.get_plugin(plugin_name)
         for impl in self.pm.hook.conformance_backend.get_hookimpls():
             if impl.plugin is not plugin:
                 continue
             where = self.sources[plugin_name].where() if plugin_name in self.sources else f"plugin {plugin_name}"
             try:
-                backend = impl.function()
+                backend = impl.function(*backend_options.hook_arguments(impl.argnames, options or {}))
             except (Exception, SystemExit) as exc:
                 self.fail(where, f"conformance_backend() raised {type(exc).__name__}: {exc}")
                 continue

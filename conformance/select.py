@@ -3,8 +3,8 @@ backend is imported or constructed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from .contract import Backend
 from .registry import Registry
@@ -22,6 +22,7 @@ class Choice:
     explicit: bool  # named with --backend: used even if unavailable
     skipped: tuple[str, ...]  # excluded by --skip-backend, never loaded
     isolated: frozenset[str]  # run in a child process
+    options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # --backend-option, by backend
 
 
 def choose(
@@ -30,20 +31,24 @@ def choose(
     skipped: Sequence[str],
     isolate: Sequence[str] = (),
     in_process: Sequence[str] = (),
+    options: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Choice:
     """`wanted` empty means every registered backend but the skipped ones.
     Third-party backends are isolated unless named by `in_process`; this
-    project's run in-process unless named by `isolate` (or `all` for each)."""
-    unknown = sorted((set(wanted) | set(skipped)) - set(registry.sources))
-    if unknown:
-        errors = "".join(f"; plugin error: {e.source}: {e.message}" for e in registry.errors)
-        raise SelectionError(
-            f"unknown backend(s) {', '.join(unknown)}; registered: "
-            f"{', '.join(sorted(registry.sources)) or 'none'}{errors}"
-        )
+    project's run in-process unless named by `isolate` (or `all` for each).
+    `options` (backend -> key -> value) must name registered backends only."""
+    options = options or {}
+    for given, where in ((set(wanted) | set(skipped), ""), (set(options), " in --backend-option")):
+        unknown = sorted(given - set(registry.sources))
+        if unknown:
+            errors = "".join(f"; plugin error: {e.source}: {e.message}" for e in registry.errors)
+            raise SelectionError(
+                f"unknown backend(s){where} {', '.join(unknown)}; registered: "
+                f"{', '.join(sorted(registry.sources)) or 'none'}{errors}"
+            )
     names = tuple(sorted(set(wanted) - set(skipped))) if wanted else tuple(sorted(set(registry.sources) - set(skipped)))
     isolated = frozenset(n for n in names if wants_isolation(registry, n, isolate, in_process))
-    return Choice(names, bool(wanted), tuple(sorted(set(skipped))), isolated)
+    return Choice(names, bool(wanted), tuple(sorted(set(skipped))), isolated, options)
 
 
 def wants_isolation(registry: Registry, name: str, isolate: Sequence[str], in_process: Sequence[str]) -> bool:
@@ -59,7 +64,7 @@ def wants_isolation(registry: Registry, name: str, isolate: Sequence[str], in_pr
 def construct(registry: Registry, choice: Choice, seconds: float, memory_bytes: int | None) -> None:
     """Load the in-process backends here and start the isolated ones in
     their child processes; every failure becomes a registry error."""
-    registry.load(n for n in choice.names if n not in choice.isolated)
+    registry.load((n for n in choice.names if n not in choice.isolated), choice.options)
     if not choice.isolated:
         return
     from .isolation import IsolatedBackend, Limits, NoBackend, StartupError
@@ -67,7 +72,9 @@ def construct(registry: Registry, choice: Choice, seconds: float, memory_bytes: 
     for name in sorted(choice.isolated):
         source = registry.sources[name]
         try:
-            registry.backends[name] = IsolatedBackend(name, Limits(seconds, memory_bytes))
+            registry.backends[name] = IsolatedBackend(
+                name, Limits(seconds, memory_bytes), options=choice.options.get(name, {})
+            )
         except NoBackend:
             continue  # a plugin of the group that provides only mutants
         except StartupError as err:

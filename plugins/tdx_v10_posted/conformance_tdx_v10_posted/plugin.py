@@ -1,41 +1,31 @@
 """Registers the posted v10 047 model as backend `tdx-v10-posted`.
 
-It claims only the tdx-v10 profile and declares, from expected-failures.toml,
-exactly which items it must fail; the runner holds it to that list both ways.
+It claims only the tdx-v10 profile and points the runner at its expectations
+file, expected-failures.toml, which says exactly which items it must fail and
+which review found each bug; the runner holds it to that list both ways.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
-from conformance import capabilities
-from conformance.contract import BackendInfo, KnownFailure
-from conformance.hookspecs import hookimpl
-from conformance.model import Layer, Observable, Observables, Observation, Profile, Vector, VmType, op_layer
+from conformance import (
+    BackendInfo,
+    Layer,
+    Observable,
+    Observables,
+    Observation,
+    Profile,
+    Vector,
+    VmType,
+    all_capabilities,
+    hookimpl,
+    op_layer,
+)
 
 from . import __version__, posted
 
-EXPECTATIONS = Path(__file__).with_name("expected-failures.toml")
-
-
-def known_failures(path: Path = EXPECTATIONS) -> tuple[KnownFailure, ...]:
-    """Each entry names its bug and the review that found it; all must be given."""
-    doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    bugs = doc["bug"]
-    failures = []
-    for number, entry in enumerate(doc["expected_failure"]):
-        missing = {"pattern", "bug", "why"} - set(entry)
-        if missing or entry["bug"] not in bugs:
-            raise ValueError(f"{path}: expected_failure[{number}]: needs pattern, bug (one of {', '.join(bugs)}) "
-                             f"and why; missing {', '.join(sorted(missing)) or 'a known bug'}")
-        bug = bugs[entry["bug"]]
-        failures.append(KnownFailure(entry["pattern"], f"bug {entry['bug']} ({bug['review']}): {entry['why']}"))
-    return tuple(failures)
+EXPECTATIONS = Path(__file__).resolve().with_name("expected-failures.toml")
 
 
 class PostedBackend:
@@ -43,10 +33,10 @@ class PostedBackend:
         self.info = BackendInfo(
             name="tdx-v10-posted", version=__version__, profiles=frozenset({Profile.TDX_V10}),
             layers=frozenset(Layer), vm_types=frozenset({VmType.DEFAULT, VmType.TDX}),
-            observables=frozenset(Observable), capabilities=capabilities.everything(),
+            observables=frozenset(Observable), capabilities=all_capabilities(),
             details={"model": "TDX v10 047 as posted, 2022-10-30, with its three review findings",
                      "expectations": str(EXPECTATIONS)},
-            known_failures=known_failures(),
+            expectations=EXPECTATIONS,
         )
 
     def run(self, vector: Vector, profile: Profile) -> Observation:
