@@ -221,6 +221,17 @@ def test_a_broken_file_of_a_backend_keeps_it_from_running(project: Path) -> None
     assert "[acme:" not in out.stdout and "2 passed" in summary(out)  # the other backend runs
 
 
+def test_the_cli_lists_a_backends_file_and_fails_on_a_broken_one(project: Path) -> None:
+    (project / "acme.toml").write_text(OWN)
+    out = run(project, "--backend-option", "acme:expectations=acme.toml", command=("conformance", "backends"))
+    assert out.returncode == 0 and f"  expectations: {project / 'acme.toml'}" in out.stdout, out.stdout
+    (project / "acme.toml").write_text(OWN.replace('bug = "ACME-1"', 'bug = "ACME-2"'))
+    out = run(project, "--backend-option", "acme:expectations=acme.toml", command=("conformance", "backends"))
+    assert out.returncode == 1
+    assert (f"plugin error: backend acme: expectations file: {project / 'acme.toml'}:10: expected_failure[0].bug: "
+            "unknown bug 'ACME-2'") in out.stdout
+
+
 # ---------------------------------------------------------------- stale entries
 
 
@@ -293,3 +304,13 @@ def test_a_flag_a_file_defines_itself_is_known(project: Path) -> None:
     out = run(project, "suites", "--backend", "reference", "--flag", "own")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 passed, 1 deselected" in summary(out)
+
+
+def test_a_broken_registry_stops_only_a_run_that_selects_by_flag(project: Path) -> None:
+    (project / "suites" / "flags.toml").write_text(FLAGS.replace('bug_class = "basic"', 'bug_class = "nope"'))
+    out = run(project, "suites", "--backend", "reference")
+    assert out.returncode == 1 and "vector file not loaded: suites/scratch.toml" in out.stdout, out.stdout
+    out = run(project, "suites", "--backend", "reference", "--flag", "basic")
+    assert out.returncode == 4
+    assert "the flag registry cannot be read: " in out.stderr and "flags.basic.bug_class: unknown bug_class 'nope'" \
+        in out.stderr, out.stderr
