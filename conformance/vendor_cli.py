@@ -14,8 +14,6 @@ from . import expectations, scaffold
 from .errors import LoadError
 from .registry import Registry
 
-SUITES = Path(__file__).resolve().parent.parent / "suites"  # there in a checkout, not in an installed wheel
-
 
 def cmd_new_backend(args: argparse.Namespace) -> int:
     try:
@@ -26,12 +24,11 @@ def cmd_new_backend(args: argparse.Namespace) -> int:
     except (scaffold.ScaffoldError, OSError) as err:
         print(f"new-backend: {err}", file=sys.stderr)
         return 2
-    suites = SUITES if SUITES.is_dir() else Path("SUITES")
     print(f"written {len(written)} files to {directory}:")
     print("\n".join(f"  {path}" for path in written))
     print("next:")
     print(f"  pip install -e {directory}")
-    print(f"  python -m pytest {suites} --backend {names.name} --conformance-json results.json")
+    print(f"  python -m conformance run --backend {names.name} --conformance-json results.json")
     print(
         f"  python -m conformance expectations --from results.json --backend {names.name} "
         f"-o {directory / names.package / 'expectations.toml'}"

@@ -61,3 +61,7 @@ def test_installed_package_runs_its_suite_without_a_checkout(tmp_path: Path) -> 
     schema = subprocess.run([str(python), "-c", "from importlib import resources; print((resources.files('conformance')"
                              " / 'schemas' / 'results.schema.json').is_file())"], capture_output=True, text=True)
     assert schema.stdout.strip() == "True", schema.stderr
+    # the templates of new-backend ship too
+    new = subprocess.run([str(python), "-m", "conformance", "new-backend", "acme", "acme-dist"], cwd=work,
+                         capture_output=True, text=True, timeout=120)
+    assert new.returncode == 0 and (work / "acme-dist" / "conformance_acme" / "plugin.py").is_file(), new.stderr
