@@ -36,13 +36,13 @@ from .contract import KnownBug, KnownFailure
 from .errors import RuleViolation
 from .model import Profile
 from .reading import Document, read_document
+from .results import Result
 from .schema import Array, Field, Int, MapOf, Str, Table
 
 FORMAT = 1
-# A declared failure that passed is recorded as failed with this detail; it is
-# not a failure to carry into a new expectations file.
+# A declared failure that passed is recorded as failed with this detail (and
+# its known_failure); it is not a failure to carry into a new expectations file.
 DECLARED_BUT_PASSED = "declared to fail"
-WRITTEN_OUTCOMES = ("failed", "xfailed")  # a wrong observation; errors and crashes are not expected failures
 
 LINE = Str(one_line=True)
 BUG_ID = Str(r"^[A-Za-z0-9][A-Za-z0-9._#-]*$", "bug id")
@@ -164,25 +164,32 @@ def toml_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-def _reason(result: Mapping[str, Any]) -> str:
-    first = str(result.get("detail", "")).strip().splitlines()[:1]
-    reason = first[0].strip() if first else ""
-    return (reason[:197] + "...") if len(reason) > 200 else reason or f"{result.get('outcome')} when recorded"
+def _reason(result: Result) -> str:
+    """The declared reason of an expected failure, else the first line of its difference."""
+    lines = (result.known_failure or result.detail).strip().splitlines()[:1]
+    reason = lines[0].strip() if lines else ""
+    return (reason[:197] + "...") if len(reason) > 200 else reason or f"{result.outcome} when recorded"
 
 
-def failures(results: Iterable[Mapping[str, Any]], backend: str) -> list[tuple[str, str | None, str]]:
+def _expected(result: Result) -> bool:
+    """A wrong observation: failed (but not a listed item that passed) or xfailed."""
+    if result.outcome == "xfailed":
+        return True
+    passed_listed = bool(result.known_failure) or result.detail.startswith(DECLARED_BUT_PASSED)  # older files
+    return result.outcome == "failed" and not passed_listed
+
+
+def failures(results: Iterable[Result], backend: str) -> list[tuple[str, str | None, str]]:
     """(vector id, profile or None, reason) for each failing vector of `backend`:
     None when it fails in every profile it ran in."""
     ran: dict[str, set[str]] = {}
     failed: dict[str, dict[str, str]] = {}
     for result in results:
-        if result.get("backend") != backend:
+        if result.backend != backend:
             continue
-        vector, profile = str(result["vector"]), str(result["profile"])
-        ran.setdefault(vector, set()).add(profile)
-        declared_pass = str(result.get("detail", "")).startswith(DECLARED_BUT_PASSED)
-        if result.get("outcome") in WRITTEN_OUTCOMES and not declared_pass:
-            failed.setdefault(vector, {})[profile] = _reason(result)
+        ran.setdefault(result.vector, set()).add(result.profile)
+        if _expected(result):
+            failed.setdefault(result.vector, {})[result.profile] = _reason(result)
     out: list[tuple[str, str | None, str]] = []
     for vector, by_profile in sorted(failed.items()):
         if set(by_profile) == ran[vector] and len(set(by_profile.values())) == 1:

@@ -4,13 +4,12 @@ from) and `expectations` (an expectations file from a run's results)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import expectations, scaffold
+from . import expectations, results, scaffold
 from .errors import LoadError
 from .registry import Registry
 
@@ -46,32 +45,15 @@ def check_expectations(registry: Registry) -> None:
                 registry.fail(f"backend {name}: expectations file", str(err))
 
 
-def read_results(path: str) -> list[dict[str, Any]]:
-    """The items of a --conformance-json file: a list of results, or an
-    object whose `results` is one. ValueError says what is wrong."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: {err}") from None
-    results = data.get("results") if isinstance(data, dict) else data
-    if not isinstance(results, list):
-        raise ValueError(f'{path}: expected a list of results or an object with "results", got {type(data).__name__}')
-    for number, result in enumerate(results):
-        missing = {"vector", "backend", "profile", "outcome"} - set(result if isinstance(result, dict) else ())
-        if missing:
-            raise ValueError(f"{path}: result {number}: not an object with {', '.join(sorted(missing))}")
-    return results
-
-
 def cmd_expectations(args: argparse.Namespace) -> int:
     try:
-        results = read_results(args.results)
-    except ValueError as err:
+        loaded = results.load_results(args.results)  # a results file of any format, the old bare list included
+    except results.ResultsError as err:
         print(f"expectations: {err}", file=sys.stderr)
         return 2
-    mine = [r for r in results if r["backend"] == args.backend]
+    mine = [r for r in loaded.results if r.backend == args.backend]
     if not mine:
-        found = ", ".join(sorted({str(r["backend"]) for r in results})) or "none"
+        found = ", ".join(sorted({r.backend for r in loaded.results})) or "none"
         print(
             f"expectations: no results of backend {args.backend} in {args.results}; backends there: {found}",
             file=sys.stderr,
@@ -83,7 +65,7 @@ def cmd_expectations(args: argparse.Namespace) -> int:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    outcomes = Counter(str(r["outcome"]) for r in mine)
+    outcomes = Counter(r.outcome for r in mine)
     faults = sum(outcomes[o] for o in ("error", "crashed", "timeout"))
     print(
         f"{len(entries)} entries for backend {args.backend} from {len(mine)} results "

@@ -4,7 +4,6 @@ not broken), write its expectations from the results, run again (green, the
 failures expected). About a minute; `-m "not slow"` leaves it out."""
 from __future__ import annotations
 
-import json
 import re
 import site
 import subprocess
@@ -13,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from conformance.results import load_results
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ def run(*args: object, cwd: Path = REPO, timeout: float = 180) -> subprocess.Com
 
 
 def outcomes(path: Path) -> Counter[str]:
-    return Counter(r["outcome"] for r in json.loads(path.read_text()))
+    return Counter(r.outcome for r in load_results(path).results)
 
 
 def test_a_new_backend_installs_runs_and_takes_its_expectations(tmp_path: Path) -> None:
