@@ -27,7 +27,7 @@ from .vm import GuestError, MemoryFault
 
 
 def observe(s: Session, root: Root) -> frozenset[Mapping]:
-    return traced(s, root) if s.trace is not None else retouched(s)
+    return traced(s, root) if s.trace is not None else retouched(s, root)
 
 
 def traced(s: Session, root: Root) -> frozenset[Mapping]:
@@ -41,11 +41,21 @@ def traced(s: Session, root: Root) -> frozenset[Mapping]:
                      for as_id, gfn, level in leaves if not s.is_system(gfn))
 
 
-def retouched(s: Session) -> frozenset[Mapping]:
-    if s.pages() == 0:
+def retouched(s: Session, root: Root = Root.SHADOW) -> frozenset[Mapping]:
+    levels = s.levels()
+    if not any(levels):
         s.present = set()
         return frozenset()  # nothing is left, and nothing comes back unless the guest runs
     believed = [c for c in s.layout.candidates if c.index in s.present]
+    if root is Root.SHADOW and levels == s.levels_if_present(believed):
+        # Nothing went: on the shadow MMU a leaf SPTE appears only when the
+        # guest faults, and the guest has not run since the last observation,
+        # so no level's count can have grown; every count is at its maximum
+        # (the system pages plus every leaf believed present) only if no
+        # leaf of either is gone. The reads below would find exactly this
+        # and refault nothing (so nothing would be zapped again): they are
+        # skipped, which leaves the host memory as they would.
+        return frozenset(c.mapping for c in believed)
     live = [c for c in believed if s.live(c)]
     unreachable = [c for c in believed if not s.live(c)]
     guest.write_data_ptes(s.vm.sys_mem, s.layout.small, s.layout.huge, s.layout.giant)  # A/D clear: no prefetch
@@ -64,23 +74,60 @@ def retouched(s: Session) -> frozenset[Mapping]:
 
 
 def retouch(s: Session, live: list[Candidate]) -> set[int]:
-    """One read pass per leaf: a refault means its SPTE was gone. The
-    refaulted ones are zapped again (MADV_DONTNEED of the leaf's range) so
-    the next step starts from the observed state."""
+    """Read every reachable leaf once: a refault means its SPTE was gone.
+    The refaulted ones are zapped again (MADV_DONTNEED of the leaf's range)
+    so the next step starts from the observed state.
+
+    Which leaves refaulted is read from the guest's own page tables: their
+    Accessed bits were cleared from the host before the system pass, and
+    with shadow paging only KVM's page-fault walk sets a guest PTE's A bit
+    (the CPU walks the SPTEs, never the guest's tables, when the SPTE is
+    there). So after a pass, a leaf entry with A set is exactly a leaf that
+    faulted. Consecutive leaves therefore share one pass (one KVM_RUN per
+    run of consecutive guest pages instead of one per leaf); the guest
+    touches them in the same order as one pass each would, so KVM sees the
+    same faults in the same order. Every pass is checked against the
+    vCPU's pf_fixed: it must have moved by exactly the number of A bits
+    set, or the observation is an error."""
     before_all = s.pages()
     present, refaulted = set(), []
-    for c in live:
-        before = s.vm.pf_fixed()
-        try:
-            s.vm.run_pass(c.va, 1, guest.MODE_READ, c.mapping.as_id)
-        except MemoryFault:
-            continue  # no leaf, and none made
-        if s.vm.pf_fixed() == before:
-            present.add(c.index)
-        else:
-            refaulted.append(c)
+    mem = s.vm.sys_mem
+    assert mem is not None
+    for run in read_runs(live):
+        while run:
+            before = s.vm.pf_fixed()
+            try:
+                s.vm.run_pass(run[0].va, len(run), guest.MODE_READ, run[0].mapping.as_id)
+                touched, rest = run, []
+            except MemoryFault as fault:  # this leaf maps nothing (and makes nothing); the pass stopped there
+                at = next((i for i, c in enumerate(run) if c.gpa <= fault.gpa < c.gpa + c.size), None)
+                if at is None:
+                    raise GuestError(f"{fault} in a pass over GPAs {run[0].gpa:#x}..{run[-1].gpa:#x}") from None
+                touched, rest = run[:at], run[at + 1:]
+            hit = [c for c in touched if guest.accessed(mem, c.mapping.level.pages, c.va)]
+            faults = s.vm.pf_fixed() - before
+            if faults != len(hit):
+                raise GuestError(f"a read pass over {len(touched)} leaves fixed {faults} faults, but the guest's "
+                                 f"page tables show {len(hit)} walks")
+            present |= {c.index for c in touched} - {c.index for c in hit}
+            refaulted += hit
+            run = rest
     for c in refaulted:  # the whole leaf's range: a 2M re-touch may have made 4K SPTEs
         k.madvise(s.region_of(c).hva(c.gpa), c.size, k.MADV_DONTNEED)
     if s.pages() != before_all:
         raise GuestError("re-zapping the re-touched pages did not restore the observed state")
     return present
+
+
+def read_runs(live: list[Candidate]) -> list[list[Candidate]]:
+    """Leaves at consecutive 4K guest pages in one address space share a
+    read pass; a huge leaf has one of its own (its first 4K is read)."""
+    out: list[list[Candidate]] = []
+    for c in live:
+        last = out[-1][-1] if out else None
+        if (last is not None and c.size == last.size == guest.PAGE and c.va == last.va + guest.PAGE
+                and c.mapping.as_id == last.mapping.as_id):
+            out[-1].append(c)
+        else:
+            out.append([c])
+    return out
