@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Union
 
 PAGE = 4096
@@ -94,8 +95,10 @@ def assemble(items: list[Item]) -> bytes:
     return bytes(out)
 
 
+@lru_cache(maxsize=1)
 def code() -> bytes:
-    """The touch loop, hand-assembled (REX.W forms; ModRM noted)."""
+    """The touch loop, hand-assembled (REX.W forms; ModRM noted); the same
+    bytes for every VM, so assembled once per process."""
     return assemble([
         "top",
         b"\x48\xbb" + struct.pack("<Q", CTRL_VA),  # mov rbx, CTRL_VA

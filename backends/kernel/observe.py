@@ -5,14 +5,19 @@
   (trace.py), checked against the VM's leaf count. The guest does not run,
   so observing cannot change what the next step finds.
 * Otherwise (the shadow MMU, whose rmap zaps emit no tracepoint): every
-  reachable leaf is read once in its own guest pass; one that faults again
-  was gone (pf_fixed moves), one that does not is present, even when dirty
-  logging write-protected it. A memory-fault exit means KVM maps nothing
-  there. Leaves the guest cannot reach (a deleted or moved slot) are told
-  apart only by the VM's leaf count. The guest runs only when some leaf is
-  left: after a step that removed everything (a fast zap) it stays idle, so
-  no shadow page is rebuilt that the spec's state does not have
-  (live-kernel.md finding 13).
+  reachable leaf is read once by the guest; one that faults again was
+  gone, one that does not is present, even when dirty logging
+  write-protected it. On a TDP MMU (the retouch observer) each leaf has a
+  pass of its own and the vCPU's pf_fixed says whether it faulted; with
+  shadow paging consecutive leaves share a pass and the Accessed bits of
+  the guest's own PTEs say which faulted (retouch(), checked against
+  pf_fixed). A memory-fault exit means KVM maps nothing there. Leaves the
+  guest cannot reach (a deleted or moved slot) are told apart only by the
+  VM's leaf count. The guest runs only when some leaf may be gone: after a
+  step that removed everything (a fast zap) it stays idle, so no shadow
+  page is rebuilt that the spec's state does not have (live-kernel.md
+  finding 13), and on the shadow MMU, when the leaf counts per level show
+  that nothing went, the answer is the leaves present before.
 """
 from __future__ import annotations
 
@@ -61,7 +66,7 @@ def retouched(s: Session, root: Root = Root.SHADOW) -> frozenset[Mapping]:
     guest.write_data_ptes(s.vm.sys_mem, s.layout.small, s.layout.huge, s.layout.giant)  # A/D clear: no prefetch
     s.vm.system_pass()  # brings back only the system pages, if they went
     count = s.pages() - s.sys_sptes
-    present = retouch(s, live)
+    present = retouch(s, live, batched=root is Root.SHADOW)
     left = count - len(present)
     if left == len(unreachable):
         present |= {c.index for c in unreachable}  # every unreachable one is there: the count says so
@@ -73,27 +78,28 @@ def retouched(s: Session, root: Root = Root.SHADOW) -> frozenset[Mapping]:
     return frozenset(c.mapping for c in s.layout.candidates if c.index in present)
 
 
-def retouch(s: Session, live: list[Candidate]) -> set[int]:
+def retouch(s: Session, live: list[Candidate], batched: bool) -> set[int]:
     """Read every reachable leaf once: a refault means its SPTE was gone.
     The refaulted ones are zapped again (MADV_DONTNEED of the leaf's range)
     so the next step starts from the observed state.
 
-    Which leaves refaulted is read from the guest's own page tables: their
-    Accessed bits were cleared from the host before the system pass, and
-    with shadow paging only KVM's page-fault walk sets a guest PTE's A bit
-    (the CPU walks the SPTEs, never the guest's tables, when the SPTE is
-    there). So after a pass, a leaf entry with A set is exactly a leaf that
-    faulted. Consecutive leaves therefore share one pass (one KVM_RUN per
-    run of consecutive guest pages instead of one per leaf); the guest
-    touches them in the same order as one pass each would, so KVM sees the
-    same faults in the same order. Every pass is checked against the
-    vCPU's pf_fixed: it must have moved by exactly the number of A bits
-    set, or the observation is an error."""
+    On a TDP MMU each leaf gets a pass of its own, and the vCPU's pf_fixed
+    says whether it faulted. With shadow paging (`batched`) consecutive
+    leaves share one pass, and which of them faulted is read from the
+    guest's own page tables: their Accessed bits were cleared from the host
+    before the system pass, and only KVM's page-fault walk sets a guest
+    PTE's A bit (the CPU walks the SPTEs, never the guest's tables, while
+    the SPTE is there; on a TDP MMU the CPU walks the guest's tables itself
+    and sets every A bit, hence no batching there). So a leaf entry with A
+    set after the pass is exactly a leaf that faulted. The guest touches
+    the leaves in the same order as one pass each would, so KVM sees the
+    same faults in the same order; each pass is checked against pf_fixed,
+    which must have moved by exactly the number of A bits set."""
     before_all = s.pages()
     present, refaulted = set(), []
     mem = s.vm.sys_mem
     assert mem is not None
-    for run in read_runs(live):
+    for run in read_runs(live) if batched else [[c] for c in live]:
         while run:
             before = s.vm.pf_fixed()
             try:
@@ -104,11 +110,14 @@ def retouch(s: Session, live: list[Candidate]) -> set[int]:
                 if at is None:
                     raise GuestError(f"{fault} in a pass over GPAs {run[0].gpa:#x}..{run[-1].gpa:#x}") from None
                 touched, rest = run[:at], run[at + 1:]
-            hit = [c for c in touched if guest.accessed(mem, c.mapping.level.pages, c.va)]
             faults = s.vm.pf_fixed() - before
-            if faults != len(hit):
-                raise GuestError(f"a read pass over {len(touched)} leaves fixed {faults} faults, but the guest's "
-                                 f"page tables show {len(hit)} walks")
+            if batched:
+                hit = [c for c in touched if guest.accessed(mem, c.mapping.level.pages, c.va)]
+                if faults != len(hit):
+                    raise GuestError(f"a read pass over {len(touched)} leaves fixed {faults} faults, but the guest's "
+                                     f"page tables show {len(hit)} walks")
+            else:
+                hit = touched if faults else []  # one leaf per pass
             present |= {c.index for c in touched} - {c.index for c in hit}
             refaulted += hit
             run = rest

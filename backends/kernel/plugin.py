@@ -10,12 +10,11 @@ from conformance.contract import BackendInfo
 from conformance.hookspecs import hookimpl
 from conformance.model import GmemFlag, Layer, Observable, Observables, Observation, Profile, Root, Vector, VmType
 
-from . import __version__, actions, layout, observe, probe
+from . import __version__, actions, layout, observe, probe, trace
 from . import ioctl as k
-from .session import Session
-from . import trace
-from .trace import SpteTrace
 from .reuse import Device
+from .session import Session
+from .trace import SpteTrace
 from .vm import LiveVm, bounded_passes
 
 OBSERVABLES = frozenset({Observable.MAPPINGS, Observable.FLUSH, Observable.ERRNO})

@@ -33,7 +33,6 @@ hugetlb pages are allocated per VM and released in LiveVm.close().
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from . import ioctl as k
 
@@ -61,7 +60,7 @@ class Device:
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        self.anchor: Optional[Anchor] = None
+        self.anchor: Anchor | None = None
         self._mmap_size = 0
         try:
             self.anchor = Anchor(self.fd)
