@@ -1,5 +1,5 @@
 """What the backend keeps from one vector to the next, and why none of it
-can change what a vector observes (docs/kernel-backend.md, "Per process").
+can change what a vector observes (docs/kernel-backend.md, "What it does per vector").
 
 Every vector still gets its own KVM VM, created and destroyed inside run():
 its memslots, SPTEs, shadow pages, memory attributes, quirks, stats and
@@ -7,18 +7,18 @@ vCPU are all new. What is kept holds no guest state at all:
 
 * **The anchor**: one VM with one vCPU that never runs, for the life of the
   process, held through its vCPU fd only (the VM fd is closed at once; the
-  vCPU keeps the VM alive). Creating a vCPU without an in-kernel local APIC
-  increments the `kvm_has_noapic_vcpu` static key and destroying it
-  decrements the key; each 0 <-> 1 transition live-patches kernel text on
-  every CPU (`static_key_slow_inc` -> `smp_text_poke_batch_finish`, with
-  IPIs), and `kvm_create_vm`/`kvm_destroy_vm` do the same with
-  `preempt_notifier_key`. Without an anchor every vector paid both twice:
-  about 14 % of the backend's CPU time in perf on the PVM host, and IPI
-  round trips to a busy sibling CPU. The keys select code paths, not state:
-  while a vector's vCPU exists they are on anyway, so holding them on
-  between vectors changes nothing a vector can see. The anchor has no
-  memslot, so its MMU notifier (registered on this process's mm like every
-  VM's) finds nothing to zap, and each VM's stats are its own.
+  vCPU keeps the VM alive). While any VM exists the kernel holds
+  `preempt_notifier_key` on (`kvm_create_vm`), and while any vCPU without an
+  in-kernel local APIC exists, `kvm_has_noapic_vcpu` (`kvm_create_lapic`);
+  each 0 <-> 1 transition live-patches kernel text on every CPU
+  (`static_key_slow_inc`/`_dec` -> `smp_text_poke_batch_finish`, with IPIs).
+  Without an anchor every vector paid four of them: about 14 % of the
+  backend's CPU time in perf on the PVM host, plus IPI round trips to a busy
+  sibling CPU. The keys select code paths, not state: while a vector's VM
+  and vCPU exist they are on anyway, so holding them on between vectors
+  changes nothing a vector can see. The anchor has no memslot, so its MMU
+  notifier (registered on this process's mm like every VM's) finds nothing
+  to zap, and each VM's stats are its own.
 * **The /dev/kvm fd**: a system fd carries no VM state (KVM_CREATE_VM makes
   a new VM whichever fd asks); one per process instead of one per vector.
 * **Stats descriptor tables**: the layout of a VM's and a vCPU's binary
