@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,6 +80,33 @@ from conformance_reference.plugin import ReferenceBackend
 
 _reference = ReferenceBackend()
 kernel.KernelBackend.run = lambda self, vector, profile: _reference.run(vector, profile)
+'''
+CLOCK_PLUGIN = '''"""Where a pytest session's time goes: written to $KERNEL_THROUGHPUT_CLOCK at the end."""
+import json, os, time
+
+_marks = [("plugin import", time.perf_counter())]
+
+
+def _mark(name):
+    _marks.append((name, time.perf_counter()))
+
+
+def pytest_configure(config):
+    _mark("configure")
+
+
+def pytest_collection_finish(session):
+    _mark("collection")
+
+
+def pytest_sessionfinish(session):
+    _mark("run loop")
+
+
+def pytest_unconfigure(config):
+    _mark("session finish (terminal summary)")
+    with open(os.environ["KERNEL_THROUGHPUT_CLOCK"], "w") as out:
+        json.dump({b[0]: b[1] - a[1] for a, b in zip(_marks, _marks[1:])}, out)
 '''
 
 
@@ -127,12 +155,13 @@ def worker(passes: int) -> dict[str, Any]:
     gc.freeze()  # as the runner does after collection
     for v in vectors:  # warm-up: import caches, the CPUID table, first-use allocations
         backend.run(v, Profile.MAINLINE)
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(passes):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for v in vectors:
             backend.run(v, Profile.MAINLINE)
         rates.append(len(vectors) / (time.perf_counter() - t))
+        cpu_rates.append(len(vectors) / (time.process_time() - c))
 
     spent: dict[str, float] = dict.fromkeys([label for label, _, _ in PHASES], 0.0)
     stack: list[float] = []
@@ -160,16 +189,21 @@ def worker(passes: int) -> dict[str, Any]:
         for part in path:
             owner = getattr(owner, part)
         wrap(label, owner, name)
-    t = time.perf_counter()
-    for v in vectors:
-        backend.run(v, Profile.MAINLINE)
-    total = time.perf_counter() - t
+    phases: list[dict[str, float]] = []
     per = 1e3 / len(vectors)
-    phases = {label: s * per for label, s in spent.items()}
-    phases["other"] = (total - sum(spent.values())) * per
-    phases["total"] = total * per
+    for _ in range(passes):
+        for label in spent:
+            spent[label] = 0.0
+        t = time.perf_counter()
+        for v in vectors:
+            backend.run(v, Profile.MAINLINE)
+        total = time.perf_counter() - t
+        split = {label: s * per for label, s in spent.items()}
+        split["other"] = (total - sum(spent.values())) * per
+        split["total"] = total * per
+        phases.append(split)
     return {
-        "vectors": len(vectors), "rates": rates, "phases_ms": phases,
+        "vectors": len(vectors), "rates": rates, "cpu_rates": cpu_rates, "phases_ms": phases,
         "fixed_ms": {"import framework": (framework - started) * 1e3, "import backend": (imported - framework) * 1e3,
                      "construct (probe and set-up)": constructed * 1e3, "of which probe": sum(probed) * 1e3,
                      "CPUID table": cpuid * 1e3, "tracefs instance": trace * 1e3},
@@ -205,6 +239,7 @@ def make_arms(scratch: Path, baseline: str) -> dict[str, Path]:
     floor = scratch / "arm-floor"
     floor.mkdir()
     (floor / "kernel_throughput_floor.py").write_text(FLOOR_PLUGIN)
+    (floor / "kernel_throughput_clock.py").write_text(CLOCK_PLUGIN)
     return arms
 
 
@@ -236,15 +271,25 @@ def run_inproc(env: dict[str, str], passes: int) -> dict[str, Any]:
 def run_pytest(env: dict[str, str], scratch: Path, args: list[str]) -> dict[str, Any]:
     argv = [sys.executable, "-m", "pytest", "suites", "--backend", "kernel", "-q", "-o",
             f"cache_dir={scratch / 'pytest-cache'}", *args]
+    clock = scratch / "clock.json"
+    clock.unlink(missing_ok=True)
+    env = dict(env, KERNEL_THROUGHPUT_CLOCK=str(clock))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     counts = {what.rstrip("s") if what.startswith("error") else what: int(n) for n, what in COUNT.findall(last)}
     if proc.returncode not in (0, 1) or not counts:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     ran = sum(counts.get(k, 0) for k in ("passed", "failed", "xfailed", "xpassed", "error"))
-    return {"wall": wall, "ran": ran, "counts": counts, "rate": ran / wall, "exit": proc.returncode}
+    split = json.loads(clock.read_text()) if clock.exists() else {}
+    if split:
+        split = {"start-up (interpreter, pytest, plugins)": wall - sum(split.values()), **split}
+    return {"wall": wall, "cpu": cpu, "ran": ran, "counts": counts, "rate": ran / wall, "exit": proc.returncode,
+            "clock": split}
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -295,7 +340,7 @@ def main() -> int:
             check_arm(envs[name], path)
         floor_env = arm_env(arms["new"], scratch, (scratch / "arm-floor",))
         serial = ["-p", "no:xdist"]
-        floor_args = [*serial, "-p", "kernel_throughput_floor"]
+        floor_args = [*serial, "-p", "kernel_throughput_floor", "-p", "kernel_throughput_clock"]
         for name in arms:  # warm-up, not counted: the vector cache and bytecode
             run_pytest(envs[name], scratch, serial)
         run_pytest(floor_env, scratch, floor_args)
@@ -320,11 +365,13 @@ def main() -> int:
         s: dict[str, Any] = {
             "vectors": runs["inproc"][0]["vectors"],
             "in-process vectors/s": spread([x for run in runs["inproc"] for x in run["rates"]]),
+            "in-process vectors/CPU-s": spread([x for run in runs["inproc"] for x in run["cpu_rates"]]),
             "serial vectors/s": spread([run["rate"] for run in runs["serial"]]),
             "serial wall s": spread([run["wall"] for run in runs["serial"]]),
+            "serial CPU s": spread([run["cpu"] for run in runs["serial"]]),
             "serial items ran": sorted({run["ran"] for run in runs["serial"]}),
-            "phases ms/vector": {k: spread([run["phases_ms"][k] for run in runs["inproc"]])
-                                 for k in runs["inproc"][0]["phases_ms"]},
+            "phases ms/vector": {k: spread([split[k] for run in runs["inproc"] for split in run["phases_ms"]])
+                                 for k in runs["inproc"][0]["phases_ms"][0]},
             "fixed ms": {k: spread([run["fixed_ms"][k] for run in runs["inproc"]])
                          for k in runs["inproc"][0]["fixed_ms"]},
         }
@@ -332,12 +379,16 @@ def main() -> int:
             s["-n auto vectors/s"] = spread([run["rate"] for run in runs["xdist"]])
             s["-n auto wall s"] = spread([run["wall"] for run in runs["xdist"]])
         summary[name] = s
-    summary["floor"] = {"serial vectors/s": spread([run["rate"] for run in data["floor"]["serial"]]),
-                        "serial wall s": spread([run["wall"] for run in data["floor"]["serial"]])}
+    floor_runs = data["floor"]["serial"]
+    summary["floor"] = {"serial vectors/s": spread([run["rate"] for run in floor_runs]),
+                        "serial wall s": spread([run["wall"] for run in floor_runs]),
+                        "serial CPU s": spread([run["cpu"] for run in floor_runs]),
+                        "split s": {k: spread([run["clock"][k] for run in floor_runs]) for k in floor_runs[0]["clock"]}}
 
     print(f"\nbaseline {baseline[:12]} (A) against the working tree (B), {args.rounds} paired rounds; min / median / max")
     print(f"observer: {data['new']['inproc'][0]['observer']}; vectors run in-process: {summary['new']['vectors']}")
-    rows = [("in-process vectors/s", 0), ("serial vectors/s", 1), ("serial wall s", 2)]
+    rows = [("in-process vectors/s", 0), ("in-process vectors/CPU-s", 0), ("serial vectors/s", 1),
+            ("serial wall s", 2), ("serial CPU s", 2)]
     if args.xdist:
         rows += [("-n auto vectors/s", 1), ("-n auto wall s", 2)]
     print(f"\n{'':28s} {'A: base':>26s} {'B: new':>26s}")
@@ -345,8 +396,10 @@ def main() -> int:
         print(f"{row:28s} {fmt(summary['base'][row], digits):>26s} {fmt(summary['new'][row], digits):>26s}")
     print(f"{'serial items ran':28s} {summary['base']['serial items ran']!s:>26s} "
           f"{summary['new']['serial items ran']!s:>26s}")
-    print(f"{'floor (no KVM) serial /s':28s} {fmt(summary['floor']['serial vectors/s'], 1):>26s}  "
-          f"wall {fmt(summary['floor']['serial wall s'], 2)} s")
+    floor = summary["floor"]
+    print(f"{'floor (no KVM) serial /s':28s} {fmt(floor['serial vectors/s'], 1):>26s}  "
+          f"wall {fmt(floor['serial wall s'], 2)} s, CPU {fmt(floor['serial CPU s'], 2)} s")
+    print("  the floor's session, s: " + "; ".join(f"{k} {fmt(v, 2)}" for k, v in floor["split s"].items()))
     print(f"\nper-phase ms per vector (phase pass){'':4s} {'A: base':>20s} {'B: new':>20s}")
     for k in summary["base"]["phases ms/vector"]:
         print(f"  {k:36s} {fmt(summary['base']['phases ms/vector'][k], 3):>20s} "

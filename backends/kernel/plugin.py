@@ -166,7 +166,11 @@ class KernelBackend:
             where=where(self.probe))
         # The process's /dev/kvm fd and its anchor VM (reuse.py), opened here so
         # that they exist before anyone counts this process's fds.
-        self.kvm = Device(self.device)
+        try:
+            self.kvm = Device(self.device)
+        except OSError as err:
+            self.info = self.unavailable(f"cannot open {self.device}: {err.strerror}")
+            return
         atexit.register(self.kvm.close)
 
     @staticmethod
