@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Union
 
 PAGE = 4096
@@ -94,8 +95,10 @@ def assemble(items: list[Item]) -> bytes:
     return bytes(out)
 
 
+@lru_cache(maxsize=1)
 def code() -> bytes:
-    """The touch loop, hand-assembled (REX.W forms; ModRM noted)."""
+    """The touch loop, hand-assembled (REX.W forms; ModRM noted); the same
+    bytes for every VM, so assembled once per process."""
     return assemble([
         "top",
         b"\x48\xbb" + struct.pack("<Q", CTRL_VA),  # mov rbx, CTRL_VA
@@ -169,6 +172,23 @@ def write_data_ptes(mem: memoryview, small: list[int], huge: list[int], giant: l
         struct.pack_into("<Q", mem, PD * PAGE + va_2m(len(small), j) // HUGE * 8, data_gpa | LEAF | PTE_PS)
     for j, data_gpa in enumerate(giant):
         struct.pack_into("<Q", mem, PDPT * PAGE + va_1g(j) // GIANT * 8, data_gpa | LEAF | PTE_PS)
+
+
+def leaf_entry(level_pages: int, va: int) -> int:
+    """Byte offset in the system slot of the guest entry that maps the data
+    leaf at `va`: its PTE (4K, the data page tables are consecutive), its
+    PS=1 PDE (2M) or its PS=1 PDPTE (1G)."""
+    if level_pages == 1:
+        return DATA_PT0 * PAGE + (va - DATA_VA) // PAGE * 8
+    if level_pages == PTES_PER_PAGE:
+        return PD * PAGE + va // HUGE * 8
+    return PDPT * PAGE + va // GIANT * 8
+
+
+def accessed(mem: memoryview, level_pages: int, va: int) -> bool:
+    """The Accessed bit (bit 5: the entry's lowest byte) of the guest entry
+    mapping the data leaf of `level_pages` 4K pages at `va`."""
+    return bool(mem[leaf_entry(level_pages, va)] & PTE_A)
 
 
 def set_pass(mem: memoryview, va: int, count: int, mode: int) -> None:

@@ -3,6 +3,7 @@ backend's own system region. Pure planning; nothing here touches KVM."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from conformance.model import Kind, Level, Mapping, Root, Slot, State
 
@@ -47,16 +48,16 @@ class Layout:
     def gpas(self, level: Level) -> list[int]:
         return [c.gpa for c in self.candidates if c.mapping.level is level]
 
-    @property
-    def small(self) -> list[int]:
+    @cached_property
+    def small(self) -> list[int]:  # read at every observation: computed once
         return self.gpas(Level.L4K)
 
-    @property
-    def huge(self) -> list[int]:
+    @cached_property
+    def huge(self) -> list[int]:  # read at every observation: computed once
         return self.gpas(Level.L2M)
 
-    @property
-    def giant(self) -> list[int]:
+    @cached_property
+    def giant(self) -> list[int]:  # read at every observation: computed once
         return self.gpas(Level.L1G)
 
     def blocks_in(self, slot: int, level: Level) -> tuple[int, ...]:

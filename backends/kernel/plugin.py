@@ -10,10 +10,10 @@ from conformance.contract import BackendInfo
 from conformance.hookspecs import hookimpl
 from conformance.model import GmemFlag, Layer, Observable, Observables, Observation, Profile, Root, Vector, VmType
 
-from . import __version__, actions, layout, observe, probe
+from . import __version__, actions, layout, observe, probe, trace
 from . import ioctl as k
+from .reuse import Device
 from .session import Session
-from . import trace
 from .trace import SpteTrace
 from .vm import LiveVm, bounded_passes
 
@@ -145,6 +145,7 @@ class KernelBackend:
         self.probe: Optional[probe.Probe] = None
         self._cpuid: Optional[k.Cpuid2] = None
         self._trace: Optional[SpteTrace] = None
+        self.kvm: Optional[Device] = None
         try:
             self.probe = probe.probe(self.device)
         except OSError as err:
@@ -163,6 +164,14 @@ class KernelBackend:
             vm_types=frozenset(VmType(n) for n in self.probe.vm_type_names) & LAUNCHABLE,
             observables=OBSERVABLES, capabilities=caps, explanations=why, details=details,
             where=where(self.probe))
+        # The process's /dev/kvm fd and its anchor VM (reuse.py), opened here so
+        # that they exist before anyone counts this process's fds.
+        try:
+            self.kvm = Device(self.device)
+        except OSError as err:
+            self.info = self.unavailable(f"cannot open {self.device}: {err.strerror}")
+            return
+        atexit.register(self.kvm.close)
 
     @staticmethod
     def unavailable(reason: str) -> BackendInfo:
@@ -172,11 +181,8 @@ class KernelBackend:
 
     def cpuid(self) -> k.Cpuid2:
         if self._cpuid is None:  # one table per process: ctypes objects per vector leak (live-kernel.md §6)
-            fd = probe.open_device(self.device)
-            try:
-                self._cpuid = probe.supported_cpuid(fd)
-            finally:
-                os.close(fd)
+            assert self.kvm is not None
+            self._cpuid = probe.supported_cpuid(self.kvm.fd)
         return self._cpuid
 
     def trace(self) -> Optional[SpteTrace]:
@@ -198,7 +204,8 @@ class KernelBackend:
         plan = layout.plan(vector.state, root, self.probe.phys_bits, self.probe.nr_memslots)
         vm_type = list(VmType).index(vector.state.vm.type)
         steps: list[Observables] = []
-        with bounded_passes() as timed, LiveVm(self.device, vm_type) as vm:
+        assert self.kvm is not None
+        with bounded_passes() as timed, LiveVm(self.kvm, vm_type) as vm:
             vm.timed = timed
             s = Session(vm, plan, self.cpuid(), self.trace())
             if not vector.state.vm.slot_zap_all:

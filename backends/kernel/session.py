@@ -26,6 +26,7 @@ class Session:
     private: list[tuple[int, int]] = field(default_factory=list)  # GFN ranges whose attribute is private
     kinds: dict[Leaf, Kind] = field(default_factory=dict)  # traced leaves: the attribute when they appeared
     sys_sptes: int = 0  # leaf SPTEs of the system slot after a system pass (every system page)
+    sys_levels: tuple[int, int, int] = (0, 0, 0)  # the same per level (4K, 2M, 1G)
     destroyed: bool = False
 
     def build(self, state: State) -> None:
@@ -49,7 +50,8 @@ class Session:
                             self.layout.small, self.layout.huge, self.layout.giant,
                             smm=any(s.as_id == 1 for s in state.slots))
         self.vm.system_pass()
-        self.sys_sptes = self.pages()
+        self.sys_levels = self.levels()
+        self.sys_sptes = sum(self.sys_levels)
         slots = {s.id: s for s in state.slots}
         for run in runs(self.layout.candidates):
             mode = guest.MODE_READ if slots[run[0].slot].readonly else guest.MODE_WRITE
@@ -78,6 +80,16 @@ class Session:
     def pages(self) -> int:
         """Present leaf SPTEs, any level (the pages_* stats count SPTEs, not GFNs)."""
         return sum(self.vm.stats.read(name) for name in STAT.values())
+
+    def levels(self) -> tuple[int, int, int]:
+        """Present leaf SPTEs per level: (4K, 2M, 1G)."""
+        read = self.vm.stats.read
+        return read("pages_4k"), read("pages_2m"), read("pages_1g")
+
+    def levels_if_present(self, leaves: list[Candidate]) -> tuple[int, int, int]:
+        """The levels() of the system pages and exactly these leaves."""
+        count = [sum(c.mapping.level is level for c in leaves) for level in STAT]
+        return tuple(a + b for a, b in zip(self.sys_levels, count))  # type: ignore[return-value]
 
     def is_system(self, gfn: int) -> bool:
         base = self.layout.sys_gpa // guest.PAGE

@@ -16,12 +16,26 @@ HEADER = struct.Struct("<6I")
 DESC = struct.Struct("<IhHII")
 
 
+_LAYOUTS: dict[tuple[bytes, tuple[str, ...]], dict[str, int]] = {}  # (header, names) -> offsets
+
+
 class Stats:
-    """One open stats fd and the offsets of the counters asked for."""
+    """One open stats fd and the offsets of the counters asked for.
+
+    The descriptor table is fixed by the kernel build: it is parsed once per
+    header (compared on every fd) and set of names (reuse.py)."""
 
     def __init__(self, fd: int, names: tuple[str, ...]) -> None:
         self.fd = fd
-        _, name_size, num_desc, _, desc_offset, data_offset = HEADER.unpack(os.pread(fd, HEADER.size, 0))
+        header = os.pread(fd, HEADER.size, 0)
+        known = _LAYOUTS.get((header, names))
+        if known is None:
+            known = _LAYOUTS[(header, names)] = self.parse(fd, header, names)
+        self.offsets = known
+
+    @staticmethod
+    def parse(fd: int, header: bytes, names: tuple[str, ...]) -> dict[str, int]:
+        _, name_size, num_desc, _, desc_offset, data_offset = HEADER.unpack(header)
         stride = DESC.size + name_size
         table = os.pread(fd, stride * num_desc, desc_offset)
         offsets: dict[str, int] = {}
@@ -32,7 +46,7 @@ class Stats:
         missing = [n for n in names if n not in offsets]
         if missing:
             raise RuntimeError(f"KVM stats lack {', '.join(missing)}")
-        self.offsets = {n: offsets[n] for n in names}
+        return {n: offsets[n] for n in names}
 
     def read(self, name: str) -> int:
         return struct.unpack("<Q", os.pread(self.fd, 8, self.offsets[name]))[0]

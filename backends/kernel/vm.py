@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 from . import guest
 from . import ioctl as k
 from .hugetlb import GIANT, map_giant
+from .reuse import Device
 from .stats import Stats
 
 PAGE = guest.PAGE
@@ -86,7 +87,8 @@ class Region:
 
 
 class LiveVm:
-    def __init__(self, device: str, vm_type: int = 0) -> None:
+    def __init__(self, device: Device, vm_type: int = 0) -> None:
+        self.device = device
         self.fds: list[int] = []  # closed in reverse order
         self.maps: list[tuple[int, int]] = []  # (addr, length), unmapped after the fds
         self.regions: dict[int, Region] = {}
@@ -99,9 +101,8 @@ class LiveVm:
         self.timed = False
         self.smm = False  # the vCPU is in SMM: its accesses go through address space 1
         self.smm_alias = False  # the system slot is also in address space 1
-        self.kvm = self.own(os.open(device, os.O_RDWR | os.O_CLOEXEC))
         try:
-            self.fd = self.own(k.ioctl(self.kvm, k.KVM_CREATE_VM, vm_type))
+            self.fd = self.own(k.ioctl(device.fd, k.KVM_CREATE_VM, vm_type))
             self.stats = Stats(self.own(k.ioctl(self.fd, k.KVM_GET_STATS_FD)), VM_STATS)
         except BaseException:
             self.close()
@@ -258,8 +259,8 @@ class LiveVm:
         vcpu = self.own(k.ioctl(self.fd, k.KVM_CREATE_VCPU, 0))
         # Open the vCPU stats fd before any KVM_RUN: the ioctl waits on vcpu->mutex.
         self.vcpu_stats = Stats(self.own(k.ioctl(vcpu, k.KVM_GET_STATS_FD)), VCPU_STATS)
-        size = k.ioctl(self.kvm, k.KVM_GET_VCPU_MMAP_SIZE)
-        self.run_area = pymmap.mmap(vcpu, size, pymmap.MAP_SHARED, pymmap.PROT_READ | pymmap.PROT_WRITE)
+        self.run_area = pymmap.mmap(vcpu, self.device.vcpu_mmap_size(), pymmap.MAP_SHARED,
+                                    pymmap.PROT_READ | pymmap.PROT_WRITE)
         k.ioctl(vcpu, k.KVM_SET_CPUID2, cpuid)
         self.vcpu = vcpu
 
