@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from . import backend_options, flagselect, known, select, validate, workers
+from . import __version__, backend_options, flagselect, known, runmeta, schema, select, validate, workers
 from .cache import load_cached
 from .contract import Backend, KnownFailure
 from .errors import LoadError
@@ -323,7 +323,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     selection = config.stash[SELECTION]
     if not selection.wanted_by(config):
         return ["conformance backends: not loaded (this run names no vector suite)"]
+    files = runmeta.suite_files(selection.suites)
     lines = [
+        f"conformance suite: kvm-mmu-conformance {__version__}, format {schema.FORMAT}, "
+        f"{runmeta.suite_hash(files)[:19]} ({len(files)} files)",
         "conformance backends: "
         + (", ".join(f"{b.info.name} {b.info.version}" for b in selection.chosen.get()) or "none"),
         "conformance profiles: " + ", ".join(p.value for p in selection.profiles),
