@@ -35,7 +35,7 @@ def suite_hash(files: Sequence[tuple[str, Path]]) -> str:
     digest = hashlib.sha256()
     for name, path in files:
         data = path.read_bytes()
-        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(f"{name}\0{len(data)}\0".encode("utf-8", "surrogateescape"))  # any file name
         digest.update(data)
     return f"sha256:{digest.hexdigest()}"
 
