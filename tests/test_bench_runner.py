@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,3 +142,13 @@ def test_children_import_the_snapshot_not_the_checkout(bench: ModuleType, tmp_pa
     assert found == {"toypkg": str(tmp_path / "snap" / "toypkg" / "__init__.py")}
     assert env["PYTHONPATH"] == os.pathsep.join([str(tmp_path / "snap"), str(tmp_path / "checkout")])
     assert bench.editable_packages(tmp_path / "checkout") == {}  # no editable install from there
+
+
+def test_a_copy_has_the_fingerprint_of_its_original(bench: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "a" / "sub" / "m.py").write_text("x = 1\n")
+    (tmp_path / "a" / "README").write_text("not code\n")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert bench.fingerprint([tmp_path / "a"]) == bench.fingerprint([tmp_path / "b"])
+    (tmp_path / "b" / "sub" / "m.py").write_text("x = 2\n")
+    assert bench.fingerprint([tmp_path / "a"]) != bench.fingerprint([tmp_path / "b"])
