@@ -14,8 +14,8 @@ One invocation measures, on the reference backend:
 4. start-up in a project without tests: bare pytest, the same with the
    conformance plugin, and that with hypothesis's pytest plugin loaded too
    (every other run blocks it: ``-p no:hypothesispytest``);
-5. peak memory per item: the max RSS of the serial warm suite run minus the
-   floor's, at the same item count, divided by the items.
+5. peak memory per item: the max RSS of the serial suite run (warm, and
+   cold) minus the floor's, at the same item count, divided by the items.
 
 Method. Commands that are compared run in one *block*, back to back, and
 every round runs every block (the cheap ones several times). A figure is
@@ -34,8 +34,8 @@ so that no run pays for compiling modules.
 Every run is a ``subprocess.Popen`` reaped with ``os.wait4``: the wall time
 (``perf_counter`` around both), the child's CPU time and its peak RSS
 (``ru_maxrss``) come from the same run. Linux counts in a child's
-``ru_maxrss`` the RSS of the process it was forked from, so the script
-checks that every child's figure is above its own peak.
+``ru_maxrss`` the peak RSS of the process it was started from, so the
+script checks that the runs of each memory figure peak above its own peak.
 
 The suite is the one installed beside the measured code (the checkout's
 ``suites/`` in an editable install). It is copied into scratch projects as
@@ -55,7 +55,9 @@ code measured does not. ``--live`` runs the checkout itself instead. The
 script records the checkout's commit, and fingerprints its sources before
 every round to say whether they changed during the run.
 
-    python bench/runner_overhead.py [--repeat N] [--scale K] [--quick]
+    python bench/runner_overhead.py [--repeat N] [--scale K] [--quick] [--live]
+
+docs/benchmarks.md (the runner section) has the figures and how to read them.
 """
 
 from __future__ import annotations
