@@ -241,15 +241,17 @@ def through_run(mappings: int, rounds: int, seed: int) -> list[dict]:
     rows = []
     for key, label, vector in cases:
         arms: dict[str, dict[str, list[float]]] = {
-            arm: {"run": [], "validate": [], "judge": []} for arm in ("reference", "rust", "rust_cached")}
+            arm: {"run": [], "run_cpu": [], "validate": [], "judge": []} for arm in ("reference", "rust", "rust_cached")}
 
         def measure(arm: str, backend: object, v: Vector) -> None:
+            cpu = time.process_time()
             seconds, observation = timed(lambda: backend.run(v, profile))  # type: ignore[attr-defined]
+            cpu = time.process_time() - cpu
             check_s, bad = timed(lambda: validate.problem(observation, v))
             judge_s, verdict = timed(lambda: judge(v, observation, observables))
             assert bad is None, f"{key} {arm}: {bad}"
             assert verdict.passed, f"{key} {arm}: " + "\n".join(verdict.diffs[:5])
-            for name, value in (("run", seconds), ("validate", check_s), ("judge", judge_s)):
+            for name, value in (("run", seconds), ("run_cpu", cpu), ("validate", check_s), ("judge", judge_s)):
                 arms[arm][name].append(value)
 
         for _ in range(rounds):
@@ -260,8 +262,9 @@ def through_run(mappings: int, rounds: int, seed: int) -> list[dict]:
         left = len(vector.steps[0].expect.mappings or ())
         row = {"case": key, "label": label, "mappings": len(vector.state.mappings), "left": left,
                **{arm: {name: spread(v) for name, v in values.items()} for arm, values in arms.items()}}
-        ref = arms["reference"]["run"]
-        row["speedup"] = {arm: spread([a / b for a, b in zip(ref, arms[arm]["run"])]) for arm in ("rust", "rust_cached")}
+        row["speedup"], row["speedup_cpu"] = (
+            {arm: spread([a / b for a, b in zip(arms["reference"][what], arms[arm][what])])
+             for arm in ("rust", "rust_cached")} for what in ("run", "run_cpu"))
         rows.append(row)
         print_run_row(row, rounds)
     gc.unfreeze()
@@ -276,8 +279,9 @@ def print_run_row(row: dict, rounds: int) -> None:
         r = row[arm]
         print(f"{name:22}{ms(r['run'])}{ms(r['validate'])}{ms(r['judge'])}")
     for arm, name in (("rust", "rust"), ("rust_cached", "rust, state cached")):
-        s = row["speedup"][arm]
-        print(f"run() speed-up, {name}: {s['min']:.1f}x / {s['median']:.1f}x / {s['max']:.1f}x (paired rounds)")
+        s, c = row["speedup"][arm], row["speedup_cpu"][arm]
+        print(f"run() speed-up, {name}: {s['min']:.1f}x / {s['median']:.1f}x / {s['max']:.1f}x wall, "
+              f"{c['min']:.1f}x / {c['median']:.1f}x / {c['max']:.1f}x CPU (paired rounds)")
 
 
 def main() -> int:

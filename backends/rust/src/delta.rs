@@ -26,6 +26,7 @@ const HASH_COST: usize = 8;
 /// (50), then level - 1 (2) and kind (1), which only tell apart leaves at
 /// one place. None for a leaf no tree can hold anyway (GFN or level out of
 /// range: `Mmu::new` says what is wrong with it).
+#[inline]
 pub fn pack(m: &Mapping) -> Option<u64> {
     if m.gfn >= 1 << 50 || !(1..=3).contains(&m.level) {
         return None;
@@ -41,10 +42,15 @@ pub fn pack(m: &Mapping) -> Option<u64> {
 }
 
 /// The leaf `pack` packed.
+#[inline]
 pub fn unpack(word: u64) -> Mapping {
     Mapping {
         as_id: (word >> 56) as u8,
-        root: RootKind::decode((word >> 54) & 3).expect("a packed root"),
+        root: match (word >> 54) & 3 {
+            0 => RootKind::Direct,
+            1 => RootKind::Mirror,
+            _ => RootKind::Shadow,
+        },
         invalid: word >> 53 & 1 != 0,
         gfn: word >> 3 & ((1 << 50) - 1),
         level: (word >> 1 & 3) as u8 + 1,

@@ -1,7 +1,6 @@
 //! The Fx hash (as in rustc): a fast, non-cryptographic hasher for the
-//! model's own keys. The default SipHash costs more than the rest of
-//! building a state with a hundred thousand huge leaves (each one's host
-//! page goes in a set).
+//! model's own keys (leaves, GFNs), where the default SipHash would cost
+//! more than the work around it.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};

@@ -54,9 +54,11 @@ pub struct Mmu {
     /// page frees them (spec 5.6). The trees above free empty tables, so
     /// this is kept apart.
     shadow_tables: bool,
-    /// Host pages larger than 4K as (as_id, first memslot GFN, level): the
-    /// vector's 2M ranges and one under every initial huge leaf (spec 1.5).
-    host_pages: FxHashSet<(u8, u64, u8)>,
+    /// Host pages larger than 4K as (as_id, first memslot GFN, level),
+    /// sorted: the vector's 2M ranges and one under every initial huge leaf
+    /// (spec 1.5). Fixed once built (a sorted vector builds faster than a
+    /// set, and is looked up only by dirty-logging changes).
+    host_pages: Vec<(u8, u64, u8)>,
     /// Shadow 4K leaves in direct shadow pages, as (as_id, gfn): those an
     /// eager split made; initial shadow leaves map guest pages of their own
     /// size (spec 5.7).
@@ -104,7 +106,7 @@ impl Mmu {
             roots: Vec::new(),
             shadow: (0..vm.address_spaces()).map(|_| Tree::new()).collect(),
             shadow_tables: false,
-            host_pages: FxHashSet::default(),
+            host_pages: Vec::new(),
             direct_shadow: FxHashSet::default(),
             warns: 0,
             remote_flushes: 0,
@@ -113,14 +115,16 @@ impl Mmu {
             let pages = entry_pages(level);
             let mut gfn = start - start % pages;
             while gfn < end {
-                mmu.host_pages.insert((0, gfn, level));
+                mmu.host_pages.push((0, gfn, level));
                 gfn += pages;
             }
         }
         for m in items.iter().map(&mapping).filter(|m| m.level > 1) {
             let gfn = if m.root == RootKind::Direct { m.gfn & !vm.shared_bit() } else { m.gfn };
-            mmu.host_pages.insert((m.as_id, gfn, m.level));
+            mmu.host_pages.push((m.as_id, gfn, m.level));
         }
+        mmu.host_pages.sort_unstable();
+        mmu.host_pages.dedup();
         for &(start, end) in private {
             mmu.attrs.set(start, end, true);
         }
@@ -133,9 +137,17 @@ impl Mmu {
                 mmu.roots.insert(0, TdpRoot { as_id, kind: RootKind::Direct, invalid: false, tree: Tree::new() });
             }
         }
-        let tree = |m: Mapping| (m.as_id, m.root, m.invalid);
-        for group in items.chunk_by(|a, b| tree(mapping(a)) == tree(mapping(b))) {
-            mmu.install(group, &mapping)?;
+        // The items are sorted by tree first: each tree's are found by bisection.
+        let tree = |item: &T| {
+            let m = mapping(item);
+            (m.as_id, m.root, m.invalid)
+        };
+        let mut rest = items;
+        while let Some(first) = rest.first() {
+            let key = tree(first);
+            let end = rest.partition_point(|item| tree(item) <= key);
+            mmu.install(&rest[..end], &mapping)?;
+            rest = &rest[end..];
         }
         Ok(mmu)
     }
@@ -305,7 +317,7 @@ impl Mmu {
     pub fn host_level(&self, as_id: u8, gfn: u64) -> u8 {
         (2..=3)
             .rev()
-            .find(|&level| self.host_pages.contains(&(as_id, gfn - gfn % entry_pages(level), level)))
+            .find(|&level| self.host_pages.binary_search(&(as_id, gfn - gfn % entry_pages(level), level)).is_ok())
             .unwrap_or(1)
     }
 

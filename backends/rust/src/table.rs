@@ -248,7 +248,8 @@ impl Tree {
             }
             free = leaf.gfn + entry_pages(leaf.level);
         }
-        let top = (!items.is_empty()).then(|| Arc::new(build(TOP_LEVEL, 0, items, &leaf)));
+        let mut scratch = Default::default();
+        let top = (!items.is_empty()).then(|| Arc::new(build(TOP_LEVEL, 0, items, &leaf, &mut scratch)));
         Ok(Tree { top, leaves: items.len(), log: None })
     }
 
@@ -330,9 +331,13 @@ fn check(leaf: &Leaf) -> Result<(), String> {
     Ok(())
 }
 
+/// Children being built, one list per level (reused, so that each table's
+/// list is allocated once, at its size).
+type Scratch = [Vec<Arc<Table>>; TOP_LEVEL as usize + 1];
+
 /// The table at `level` covering `base..`, holding the leaves of `items`
 /// (sorted, checked, not overlapping, all under it).
-fn build<T>(level: u8, base: u64, items: &[T], leaf: &impl Fn(&T) -> Leaf) -> Table {
+fn build<T>(level: u8, base: u64, items: &[T], leaf: &impl Fn(&T) -> Leaf, scratch: &mut Scratch) -> Table {
     let mut table = Table::default();
     let span = entry_pages(level);
     let mut rest = items;
@@ -345,11 +350,12 @@ fn build<T>(level: u8, base: u64, items: &[T], leaf: &impl Fn(&T) -> Leaf) -> Ta
         }
         let start = base + index as u64 * span;
         let under = rest.partition_point(|item| leaf(item).gfn < start + span);
-        let child = build(level - 1, start, &rest[..under], leaf);
+        let child = build(level - 1, start, &rest[..under], leaf, scratch);
         assign(&mut table.present, index, true);
-        table.children.push(Arc::new(child)); // entries come in index order
+        scratch[level as usize].push(Arc::new(child)); // entries come in index order
         rest = &rest[under..];
     }
+    table.children = scratch[level as usize].drain(..).collect();
     table
 }
 
