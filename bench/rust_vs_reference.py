@@ -41,8 +41,23 @@ from typing import Callable
 
 from conformance import validate
 from conformance.model import (
-    Kind, Level, Mapping, MmuNotifierInvalidate, Observable, Observables, Observation, Operation, Profile, Root, Slot,
-    State, Step, Vector, Vm, VmType, ZapAll, ZapGfnRange,
+    Kind,
+    Level,
+    Mapping,
+    MmuNotifierInvalidate,
+    Observable,
+    Observables,
+    Operation,
+    Profile,
+    Root,
+    Slot,
+    State,
+    Step,
+    Vector,
+    Vm,
+    VmType,
+    ZapAll,
+    ZapGfnRange,
 )
 from conformance.verdict import judge
 from conformance_reference import mainline
@@ -243,7 +258,7 @@ def through_run(mappings: int, rounds: int, seed: int) -> list[dict]:
         arms: dict[str, dict[str, list[float]]] = {
             arm: {"run": [], "run_cpu": [], "validate": [], "judge": []} for arm in ("reference", "rust", "rust_cached")}
 
-        def measure(arm: str, backend: object, v: Vector) -> None:
+        def measure(arm: str, backend: object, v: Vector, key: str = key, arms: dict = arms) -> None:
             cpu = time.process_time()
             seconds, observation = timed(lambda: backend.run(v, profile))  # type: ignore[attr-defined]
             cpu = time.process_time() - cpu

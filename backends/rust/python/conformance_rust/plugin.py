@@ -23,12 +23,30 @@ from conformance import capabilities
 from conformance.contract import BackendInfo
 from conformance.hookspecs import hookimpl
 from conformance.model import (
-    Kind, Layer, Level, Mapping, Observable, Observables, Observation, Profile, State, Vector, VmType,
+    Kind,
+    Layer,
+    Level,
+    Mapping,
+    Observable,
+    Observables,
+    Observation,
+    Profile,
+    State,
+    Vector,
+    VmType,
 )
 
 from . import _mmu
 from .encode import (
-    KINDS, PROFILES, ROOTS, decision_from, host_huge_args, slot_tuple, steps_args, vm_tuple, warns_from,
+    KINDS,
+    PROFILES,
+    ROOTS,
+    decision_from,
+    host_huge_args,
+    slot_tuple,
+    steps_args,
+    vm_tuple,
+    warns_from,
 )
 
 WORDS = _mmu.Vocabulary(Mapping, list(ROOTS), list(KINDS), sorted(Level))
