@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct PrivateRanges {
     /// start -> end, disjoint and never adjacent.
     ranges: BTreeMap<u64, u64>,

@@ -2,13 +2,15 @@
 //! attributes, with the primitives both profiles' rules are built from.
 //! No profile policy lives here.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use crate::attrs::PrivateRanges;
+use crate::fxhash::FxHashSet;
 use crate::model::{Decision, Kind, Mapping, RootKind, Slot, Vm, HUGE_2M_PAGES};
-use crate::table::{entry_pages, Leaf, Tree};
+use crate::table::{entry_pages, Leaf, Log, Tree};
 
 /// One TDP MMU root (`struct kvm_mmu_page` with `role.invalid`).
+#[derive(Clone)]
 pub struct TdpRoot {
     pub as_id: u8,
     pub kind: RootKind,
@@ -38,6 +40,7 @@ impl RootFilter {
     }
 }
 
+#[derive(Clone)]
 pub struct Mmu {
     pub vm: Vm,
     pub slots: BTreeMap<u64, Slot>,
@@ -51,13 +54,15 @@ pub struct Mmu {
     /// page frees them (spec 5.6). The trees above free empty tables, so
     /// this is kept apart.
     shadow_tables: bool,
-    /// Host pages larger than 4K as (as_id, first memslot GFN, level): the
-    /// vector's 2M ranges and one under every initial huge leaf (spec 1.5).
-    host_pages: HashSet<(u8, u64, u8)>,
+    /// Host pages larger than 4K as (as_id, first memslot GFN, level),
+    /// sorted: the vector's 2M ranges and one under every initial huge leaf
+    /// (spec 1.5). Fixed once built (a sorted vector builds faster than a
+    /// set, and is looked up only by dirty-logging changes).
+    host_pages: Vec<(u8, u64, u8)>,
     /// Shadow 4K leaves in direct shadow pages, as (as_id, gfn): those an
     /// eager split made; initial shadow leaves map guest pages of their own
     /// size (spec 5.7).
-    direct_shadow: HashSet<(u8, u64)>,
+    direct_shadow: FxHashSet<(u8, u64)>,
     /// WARN sites fired during the current step.
     pub warns: u8,
     /// `kvm_flush_remote_tlbs` calls so far.
@@ -74,6 +79,26 @@ impl Mmu {
         mappings: &[Mapping],
         host_huge: &[(u64, u64, u8)],
     ) -> Result<Self, String> {
+        // Tree by tree, in GFN order: each tree is then built in one pass.
+        let key = |m: &Mapping| (m.as_id, m.root, m.invalid, m.gfn);
+        if mappings.is_sorted_by_key(key) {
+            return Self::new_sorted(vm, slots, private, mappings, |m| *m, host_huge);
+        }
+        let mut ordered = mappings.to_vec();
+        ordered.sort_unstable_by_key(key);
+        Self::new_sorted(vm, slots, private, &ordered, |m| *m, host_huge)
+    }
+
+    /// `new` from items that `mapping` turns into leaves, sorted tree by
+    /// tree in GFN order (by as_id, root, validity and GFN).
+    pub fn new_sorted<T>(
+        vm: Vm,
+        slots: &[Slot],
+        private: &[(u64, u64)],
+        items: &[T],
+        mapping: impl Fn(&T) -> Mapping,
+        host_huge: &[(u64, u64, u8)],
+    ) -> Result<Self, String> {
         let mut mmu = Mmu {
             vm,
             slots: slots.iter().map(|s| (s.id, *s)).collect(),
@@ -81,8 +106,8 @@ impl Mmu {
             roots: Vec::new(),
             shadow: (0..vm.address_spaces()).map(|_| Tree::new()).collect(),
             shadow_tables: false,
-            host_pages: HashSet::new(),
-            direct_shadow: HashSet::new(),
+            host_pages: Vec::new(),
+            direct_shadow: FxHashSet::default(),
             warns: 0,
             remote_flushes: 0,
         };
@@ -90,14 +115,16 @@ impl Mmu {
             let pages = entry_pages(level);
             let mut gfn = start - start % pages;
             while gfn < end {
-                mmu.host_pages.insert((0, gfn, level));
+                mmu.host_pages.push((0, gfn, level));
                 gfn += pages;
             }
         }
-        for m in mappings.iter().filter(|m| m.level > 1) {
+        for m in items.iter().map(&mapping).filter(|m| m.level > 1) {
             let gfn = if m.root == RootKind::Direct { m.gfn & !vm.shared_bit() } else { m.gfn };
-            mmu.host_pages.insert((m.as_id, gfn, m.level));
+            mmu.host_pages.push((m.as_id, gfn, m.level));
         }
+        mmu.host_pages.sort_unstable();
+        mmu.host_pages.dedup();
         for &(start, end) in private {
             mmu.attrs.set(start, end, true);
         }
@@ -110,20 +137,27 @@ impl Mmu {
                 mmu.roots.insert(0, TdpRoot { as_id, kind: RootKind::Direct, invalid: false, tree: Tree::new() });
             }
         }
-        // Tree by tree, in GFN order: each walk then finds its path warm.
-        let mut ordered = mappings.to_vec();
-        ordered.sort_unstable_by_key(|m| (m.as_id, m.root, m.invalid, m.gfn));
-        for m in &ordered {
-            mmu.install(m)?;
+        // The items are sorted by tree first: each tree's are found by bisection.
+        let tree = |item: &T| {
+            let m = mapping(item);
+            (m.as_id, m.root, m.invalid)
+        };
+        let mut rest = items;
+        while let Some(first) = rest.first() {
+            let key = tree(first);
+            let end = rest.partition_point(|item| tree(item) <= key);
+            mmu.install(&rest[..end], &mapping)?;
+            rest = &rest[end..];
         }
         Ok(mmu)
     }
 
-    fn install(&mut self, m: &Mapping) -> Result<(), String> {
+    /// Install one tree's leaves, sorted by GFN (all of one as_id, root and validity).
+    fn install<T>(&mut self, group: &[T], mapping: impl Fn(&T) -> Mapping) -> Result<(), String> {
+        let m = &mapping(&group[0]);
         if m.as_id >= self.vm.address_spaces() {
             return Err(format!("{m:?}: no such address space"));
         }
-        let leaf = Leaf { gfn: m.gfn, level: m.level, kind: m.kind };
         let tree = match m.root {
             RootKind::Shadow => {
                 if !self.vm.rmaps || m.invalid {
@@ -148,21 +182,64 @@ impl Mmu {
                 &mut self.roots[index].tree
             }
         };
-        tree.insert(leaf).map_err(|e| format!("{m:?}: {e}"))
+        let leaf = |item: &T| {
+            let m = mapping(item);
+            Leaf { gfn: m.gfn, level: m.level, kind: m.kind }
+        };
+        match Tree::from_sorted(group, leaf) {
+            Ok(built) if tree.leaf_count() == 0 => *tree = built,
+            // Leaf by leaf, for the message naming the first leaf that does not fit.
+            _ => {
+                for m in group.iter().map(&mapping) {
+                    tree.insert(Leaf { gfn: m.gfn, level: m.level, kind: m.kind })
+                        .map_err(|e| format!("{m:?}: {e}"))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     // -- observation
 
     /// Every leaf left, sorted.
     pub fn mappings(&self) -> Vec<Mapping> {
-        let mut out = Vec::new();
+        let mut out = self.leaves();
+        out.sort_unstable();
+        out
+    }
+
+    /// Log, in every tree, the leaves removed and added from now on.
+    pub fn set_logging(&mut self, on: bool) {
+        for root in &mut self.roots {
+            root.tree.set_logging(on);
+        }
+        for tree in &mut self.shadow {
+            tree.set_logging(on);
+        }
+    }
+
+    /// Every tree's log so far, with where the tree is (as_id, root, invalid);
+    /// each tree starts a new one. Empty when not logging.
+    pub fn take_logs(&mut self) -> Vec<(u8, RootKind, bool, Log)> {
+        let mut logs = Vec::new();
+        for root in &mut self.roots {
+            logs.extend(root.tree.take_log().map(|log| (root.as_id, root.kind, root.invalid, log)));
+        }
+        for (as_id, tree) in self.shadow.iter_mut().enumerate() {
+            logs.extend(tree.take_log().map(|log| (as_id as u8, RootKind::Shadow, false, log)));
+        }
+        logs
+    }
+
+    /// Every leaf left, per tree in GFN order (not sorted across trees).
+    pub fn leaves(&self) -> Vec<Mapping> {
+        let mut out = Vec::with_capacity(self.leaf_count());
         for root in &self.roots {
             out.extend(root.tree.leaves().into_iter().map(|l| mapping(root.as_id, root.kind, root.invalid, l)));
         }
         for (as_id, tree) in self.shadow.iter().enumerate() {
             out.extend(tree.leaves().into_iter().map(|l| mapping(as_id as u8, RootKind::Shadow, false, l)));
         }
-        out.sort_unstable();
         out
     }
 
@@ -240,7 +317,7 @@ impl Mmu {
     pub fn host_level(&self, as_id: u8, gfn: u64) -> u8 {
         (2..=3)
             .rev()
-            .find(|&level| self.host_pages.contains(&(as_id, gfn - gfn % entry_pages(level), level)))
+            .find(|&level| self.host_pages.binary_search(&(as_id, gfn - gfn % entry_pages(level), level)).is_ok())
             .unwrap_or(1)
     }
 

@@ -1,5 +1,8 @@
 """The compact form the Rust model takes and returns: plain ints and
-tuples, one call per vector. The codes must match `src/model.rs`."""
+tuples. The codes must match `src/model.rs`. The backend passes steps this
+way; the state it hands over as the vector's own `Mapping` objects (the
+crate reads them, see plugin.py). State tuples (`state_args`) serve the
+one-call `_mmu.run`, tools/export_vectors.py and the benchmarks."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Optional
