@@ -272,9 +272,11 @@ STARTED = time.monotonic()  # the plugin loads with pytest's entry points, early
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (a worker per CPU)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto` on a suite run: workers only where the last run says they pay (conformance/workers.py)."""
-    timing = workers.read(
-        workers.cache_file(config.rootpath, str(config.getini("cache_dir")), config.getoption("backend"))
-    )
+    try:
+        cache_dir = str(config.getini("cache_dir"))
+    except ValueError:  # `-p no:cacheprovider`: no record to decide from
+        return None
+    timing = workers.read(workers.cache_file(config.rootpath, cache_dir, config.getoption("backend")))
     if timing is None or not names_a_suite(config, suite_dirs(config)):
         return None  # xdist's own choice: a worker per CPU
     return timing.workers(os.cpu_count() or 1)
