@@ -107,6 +107,40 @@ FLOOR_TEST = """import pytest
 def test_trivial(i):
     pass
 """
+# The work floor: the items' own work (the backend's run() and the verdict) in
+# bare pytest, with the vectors unpickled from one file: the least a
+# hand-written harness for the same vectors would do. The GC is kept off
+# while they load, as the runner does, so the floor is not slowed by it.
+WORK_FLOOR_TEST = """import gc
+import pickle
+
+import pytest
+from conformance.verdict import judge
+from conformance_reference.plugin import ReferenceBackend
+
+gc.disable()
+with open("work.pickle", "rb") as f:
+    CASES = pickle.load(f)
+gc.freeze()
+gc.enable()
+BACKEND = ReferenceBackend()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_vector(case):
+    _, vector, profile = case
+    assert judge(vector, BACKEND.run(vector, profile), BACKEND.info.observables).passed
+"""
+# Run in the suite project by the measured code: every (id, vector, profile) the reference backend runs.
+WORK_CASES = """import pickle, sys
+from conformance.load import load_all
+loaded = load_all(sys.argv[1:])
+assert not loaded.errors, loaded.errors[:3]
+cases = [(f"{v.id}[{p.value}]", v, p) for v in loaded.vectors for p in sorted(v.profiles, key=lambda p: p.value)]
+with open("work.pickle", "wb") as f:
+    pickle.dump(cases, f, protocol=pickle.HIGHEST_PROTOCOL)
+print(len(cases))
+"""
 
 
 # ---------------------------------------------------------------- commands, blocks, measures
@@ -282,6 +316,15 @@ def write_project(root: Path, ini: str = "", tests: int | None = None) -> Path:
     return root
 
 
+def write_work_floor(root: Path, suite: Path, paths: Sequence[str], env: dict[str, str]) -> tuple[Path, int]:
+    """A bare-pytest project running SUITE's vectors through the reference backend and the verdict."""
+    write_project(root)
+    (root / "test_work.py").write_text(WORK_FLOOR_TEST, encoding="utf-8")
+    argv = [sys.executable, "-c", WORK_CASES, *(str(suite / p) for p in paths)]
+    out = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, check=True)
+    return root, int(out.stdout.split()[-1])
+
+
 def write_suite_project(root: Path, source: Path, copies: int) -> tuple[str, ...]:
     """SOURCE copied COPIES times under one suite root: ROOT/s/flags.toml and ROOT/s/c0 .. c{COPIES-1}.
 
@@ -300,9 +343,16 @@ def write_suite_project(root: Path, source: Path, copies: int) -> tuple[str, ...
 
 
 def scale_blocks(
-    label: str, project: Path, paths: Sequence[str], floor: Path, items: int, scratch: Path, inner: int = 1
+    label: str,
+    project: Path,
+    paths: Sequence[str],
+    floors: tuple[Path, Path],
+    items: int,
+    scratch: Path,
+    inner: int = 1,
 ) -> tuple[list[Block], list[Measure]]:
-    """The blocks and measures of one suite size, LABEL ("1x", "10x")."""
+    """The blocks and measures of one suite size, LABEL ("1x", "10x"); FLOORS: trivial, work."""
+    floor, work = floors
 
     def floor_cmd(name: str, *extra: Sequence[str]) -> Command:
         return command(name, (["test_floor.py"], NO_PLUGIN, SERIAL, *extra), floor, items, scratch)
@@ -310,12 +360,13 @@ def scale_blocks(
     def suite_cmd(name: str, *extra: Sequence[str], cold: bool = False) -> Command:
         return command(name, (paths, BACKEND, *extra), project, items, scratch, cold=cold)
 
-    # floor-L sits between the cold and the warm run, the warm run between the floor and -n auto
+    # each run of the suite is next to a floor, the warm run also next to -n auto
     runs = Block(
         f"run-{label}",
         (
-            suite_cmd(f"suite-{label}-cold", SERIAL, cold=True),
             floor_cmd(f"floor-{label}"),
+            suite_cmd(f"suite-{label}-cold", SERIAL, cold=True),
+            command(f"work-{label}", (["test_work.py"], NO_PLUGIN, SERIAL), work, items, scratch),
             suite_cmd(f"suite-{label}", SERIAL),
             suite_cmd(f"suite-{label}-nauto", NAUTO),
         ),
@@ -330,10 +381,13 @@ def scale_blocks(
         ),
         inner,
     )
-    floor_, floor_collect = f"floor-{label}", f"floor-{label}-collect"
+    floor_, floor_collect, work_ = f"floor-{label}", f"floor-{label}-collect", f"work-{label}"
     measures = [
-        Measure(f"per item, warm, {label}", runs.name, floor_, f"suite-{label}", "b/a", items, GOAL_WARM),
-        Measure(f"per item, cold, {label}", runs.name, floor_, f"suite-{label}-cold", "b/a", items, GOAL_COLD),
+        Measure(f"runner, warm, {label}", runs.name, work_, f"suite-{label}", "b/a", items, GOAL_WARM),
+        Measure(f"runner, cold, {label}", runs.name, work_, f"suite-{label}-cold", "b/a", items, GOAL_COLD),
+        Measure(f"items' own work, {label}", runs.name, floor_, work_, "b/a", items),
+        Measure(f"per item, warm, {label}", runs.name, floor_, f"suite-{label}", "b/a", items),
+        Measure(f"per item, cold, {label}", runs.name, floor_, f"suite-{label}-cold", "b/a", items),
         Measure(f"collect-only, cold, {label}", collect.name, floor_collect, f"collect-{label}-cold", "b/a", items),
         Measure(f"collect-only, warm, {label}", collect.name, floor_collect, f"collect-{label}-warm", "b/a", items),
         Measure(
@@ -390,7 +444,10 @@ def build(
         if not times:
             continue
         floor = write_project(scratch / f"floor-{label}", tests=got)
-        more_blocks, more_measures = scale_blocks(label, project, paths, floor, got, scratch, times)
+        work, cases = write_work_floor(scratch / f"work-{label}", project, paths, env)
+        if cases != got:
+            raise RuntimeError(f"the {label} work floor has {cases} items, the suite run {got}")
+        more_blocks, more_measures = scale_blocks(label, project, paths, (floor, work), got, scratch, times)
         blocks += more_blocks
         measures += more_measures
     startup, startup_measures = startup_block(write_project(scratch / "empty"), scratch, inner["startup"])

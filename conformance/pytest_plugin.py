@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -358,12 +358,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         selection.chosen.close()
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    # Loaded vectors live until the session ends; moving them out of the
-    # cyclic GC's generations spares every later collection (pytest runs
-    # several at teardown) from walking them again (docs/benchmarks.md).
-    if any(isinstance(item, VectorItem) for item in session.items):
-        gc.freeze()
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
+    # Collection builds the session's long-lived objects (every vector, read
+    # from the cache or parsed). While it runs, the cyclic GC would walk
+    # that growing heap again and again: ten times the collection's own
+    # time on a large suite (docs/benchmarks.md). Nothing it builds is
+    # cyclic garbage worth finding, so the GC waits until it ends; the
+    # vectors then leave the GC's generations for good, which also spares
+    # the full collections pytest runs at teardown.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        if any(isinstance(item, VectorItem) for item in session.items):
+            gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass

@@ -68,7 +68,8 @@ def test_order_alternates_between_rounds(bench: ModuleType, tmp_path: Path) -> N
 def all_toy_commands(bench: ModuleType, tmp_path: Path) -> list:
     blocks = []
     for label in ("1x", "3x"):
-        more, _ = bench.scale_blocks(label, tmp_path / label, ("s",), tmp_path / f"floor-{label}", 3, tmp_path)
+        floors = (tmp_path / f"floor-{label}", tmp_path / f"work-{label}")
+        more, _ = bench.scale_blocks(label, tmp_path / label, ("s",), floors, 3, tmp_path)
         blocks += more
     blocks.append(bench.startup_block(tmp_path / "empty", tmp_path)[0])
     return bench.all_commands(blocks)
@@ -87,16 +88,19 @@ def test_commands_never_share_an_argument_list(bench: ModuleType, tmp_path: Path
     assert "--mutated" not in commands[0].argv() and all("--mutated" not in a for a in argvs[1:])
 
 
-def test_compared_commands_are_adjacent_in_their_block(bench: ModuleType, tmp_path: Path) -> None:
+def test_commands_compared_against_a_goal_are_adjacent(bench: ModuleType, tmp_path: Path) -> None:
     blocks, measures = [], []
     for label in ("1x", "3x"):
-        more, more_measures = bench.scale_blocks(label, tmp_path, ("s",), tmp_path, 3, tmp_path)
+        more, more_measures = bench.scale_blocks(label, tmp_path, ("s",), (tmp_path, tmp_path), 3, tmp_path)
         blocks += more
         measures += more_measures
     block, startup_measures = bench.startup_block(tmp_path, tmp_path)
     blocks.append(block)
     by_name = {b.name: [c.name for c in b.commands] for b in blocks}
+    assert len([m for m in measures if m.goal is not None]) == 6  # runner warm, cold, -n auto; at 1x and 3x
     for m in [*measures, *startup_measures]:
+        if m.goal is None and m.block != "startup":
+            continue  # five commands cannot all be next to each other: the goals' pairs are
         names = by_name[m.block]
         assert abs(names.index(m.a) - names.index(m.b)) == 1, m.name
     commands = bench.all_commands(blocks)
@@ -152,3 +156,17 @@ def test_a_copy_has_the_fingerprint_of_its_original(bench: ModuleType, tmp_path:
     assert bench.fingerprint([tmp_path / "a"]) == bench.fingerprint([tmp_path / "b"])
     (tmp_path / "b" / "sub" / "m.py").write_text("x = 2\n")
     assert bench.fingerprint([tmp_path / "a"]) != bench.fingerprint([tmp_path / "b"])
+
+
+def test_the_work_floor_runs_every_item_the_suite_runs(bench: ModuleType, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "live").mkdir(parents=True)
+    shutil.copy2(REPO / "suites" / "flags.toml", source / "flags.toml")
+    shutil.copy2(REPO / "suites" / "live" / "memslot.toml", source / "live" / "memslot.toml")
+    paths = bench.write_suite_project(tmp_path / "suite", source, 2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    work, cases = bench.write_work_floor(tmp_path / "work", tmp_path / "suite", paths, env)
+    suite = bench.command("suite", [paths, bench.BACKEND, bench.SERIAL], tmp_path / "suite", cases, tmp_path)
+    floor = bench.command("work", [["test_work.py"], bench.NO_PLUGIN, bench.SERIAL], work, cases, tmp_path)
+    (_, suite_out), (_, floor_out) = bench.run(suite, env), bench.run(floor, env)
+    assert cases > 0 and f"{cases} passed" in suite_out and f"{cases} passed" in floor_out
