@@ -8,14 +8,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from . import flagreg, schema
 from .errors import LoadError
-from .model import Vector
+from .model import Flag
 from .reading import read_document
+
+
+class Flagged(Protocol):
+    """A vector, or what collection knows of one (cache.VectorHead)."""
+
+    @property
+    def flags(self) -> tuple[Flag, ...]: ...
 
 
 def marker_name(prefix: str, name: str) -> str:
@@ -81,7 +88,7 @@ class FlagSelection:
         flags: frozenset[str],
         classes: frozenset[str],
         known: dict[str, str],
-        vector_of: Callable[[pytest.Item], Vector | None],
+        vector_of: Callable[[pytest.Item], Flagged | None],
     ) -> None:
         self.config, self.flags, self.classes, self.vector_of = config, flags, classes, vector_of
         self.marks: dict[tuple[str, str], Any] = {}  # (prefix, name) -> its MarkDecorator, made once
@@ -97,7 +104,7 @@ class FlagSelection:
             self.marks[(prefix, name)] = getattr(pytest.mark, key)
         return self.marks[(prefix, name)]
 
-    def wanted(self, vector: Vector) -> bool:
+    def wanted(self, vector: Flagged) -> bool:
         return any(f.name in self.flags or f.bug_class in self.classes for f in vector.flags)
 
     @pytest.hookimpl(tryfirst=True)

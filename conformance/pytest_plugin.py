@@ -23,12 +23,12 @@ from typing import Any, NoReturn
 import pytest
 
 from . import __version__, backend_options, flagselect, known, runmeta, schema, select, validate, workers
-from .cache import load_cached
+from .cache import LazySuite, VectorHead, Writes, load_lazily
 from .contract import Backend, KnownFailure
 from .errors import LoadError
 from .expectations import DECLARED_BUT_PASSED, Expectation
 from .isolation import BackendRaised, Fault
-from .load import SuiteFile
+from .load import VectorError
 from .model import Observation, Profile, Vector
 from .registry import Registry
 from .report import RESULT_KEY, SELECTED_BACKENDS, MatrixReporter, Result
@@ -252,7 +252,7 @@ def register_vendor_plugins(
         frozenset(config.getoption("flag")),
         frozenset(config.getoption("bug_class")),
         flags,
-        lambda item: item.vector if isinstance(item, VectorItem) else None,
+        lambda item: item.head if isinstance(item, VectorItem) else None,
     )
     config.pluginmanager.register(selection, "conformance-flags")
     stale = known.StaleCheck(config, known.narrowing(config, suites), lambda: chosen.known, collected_items)
@@ -261,7 +261,7 @@ def register_vendor_plugins(
 
 def collected_items(items: list[pytest.Item]) -> known.CollectedItems:
     return known.CollectedItems(
-        tuple((i.backend.info.name, i.profile.value, i.vector.id) for i in items if isinstance(i, VectorItem)),
+        tuple((i.backend.info.name, i.profile.value, i.head.id) for i in items if isinstance(i, VectorItem)),
         not any(isinstance(i, LoadErrorItem) for i in items),
     )
 
@@ -313,6 +313,8 @@ class ClockPlugin:
         backends = self.config.getoption("backend")
         path = workers.cache_file(self.config.rootpath, str(self.config.getini("cache_dir")), backends)
         earlier = workers.read(path)
+        if earlier is not None and self.config.pluginmanager.has_plugin("dsession"):
+            return  # items timed beside other workers: only a run without workers refreshes a record
         startup = self.clock.startup_seconds  # None under xdist: the controller collects nothing
         if startup is None:
             startup = earlier.startup_seconds if earlier else workers.DEFAULT_STARTUP_SECONDS
@@ -353,6 +355,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    writes = config.stash.get(CACHE_WRITES, None)
+    if writes is not None:
+        writes.wait()
     selection = config.stash.get(SELECTION, None)
     if selection is not None:
         selection.chosen.close()
@@ -376,6 +381,10 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
             gc.freeze()
         if was_enabled:
             gc.enable()
+        session.config.stash.setdefault(CACHE_WRITES, Writes()).flush()  # what this run loaded afresh
+
+
+CACHE_WRITES = pytest.StashKey[Writes]()
 
 
 @dataclass
@@ -445,11 +454,11 @@ class VectorFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         selection = self.config.stash[SELECTION]
         try:
-            suite = load_cached(self.path, selection.cache)
+            suite = load_lazily(self.path, selection.cache, self.config.stash.setdefault(CACHE_WRITES, Writes()))
         except LoadError as err:
             raise self.CollectError(str(err)) from None
-        yield from self.load_errors(suite)
-        for vector in suite.vectors:
+        yield from self.load_errors(suite.heads.errors)
+        for vector in suite.heads.heads:
             local = vector.id.split("::", 1)[-1]  # the one spelling: <id> or <table>/<row labels>
             first = self.config.stash[COLLECTED].ids.setdefault(vector.id, f"{vector.path}:{vector.line}")
             if first != f"{vector.path}:{vector.line}":
@@ -471,13 +480,14 @@ class VectorFile(pytest.File):
                     yield VectorItem.from_parent(
                         self,
                         name=f"{local}[{backend.info.name}:{profile.value}]",
-                        vector=vector,
+                        head=vector,
+                        suite=suite,
                         profile=profile,
                         backend=backend,
                     )
 
-    def load_errors(self, suite: SuiteFile) -> Iterator[pytest.Item]:
-        for bad in suite.errors:
+    def load_errors(self, errors: tuple[VectorError, ...]) -> Iterator[pytest.Item]:
+        for bad in errors:
             yield LoadErrorItem.from_parent(self, name=bad.id.split("::", 1)[-1], vector_id=bad.id, error=bad.error)
 
 
@@ -524,40 +534,51 @@ class VectorMismatch(Exception):
 
 
 class VectorItem(pytest.Item):
-    def __init__(self, *, vector: Vector, profile: Profile, backend: Backend, **kwargs: Any) -> None:
+    def __init__(
+        self, *, head: VectorHead, suite: LazySuite, profile: Profile, backend: Backend, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.vector, self.profile, self.backend = vector, profile, backend
+        self.head, self.suite, self.profile, self.backend = head, suite, profile, backend
+
+    @property
+    def vector(self) -> Vector:
+        """The whole vector, read with its file's first item to run (cache.VectorHead)."""
+        return self.suite.vector(self.head.id)
 
     def record(self, outcome: str, detail: str = "", ignored: tuple[str, ...] = (), known_failure: str = "") -> None:
         """The item's one Result, as JSON (JUnit XML shows it as is; xdist forwards it)."""
         self.user_properties[:] = [p for p in self.user_properties if p[0] != RESULT_KEY]
         result = Result(
             self.nodeid,
-            self.vector.id,
+            self.head.id,
             self.backend.info.name,
             self.profile.value,
             outcome,
             detail,
             ignored,
             dict(self.backend.info.where),
-            self.vector.description,
-            tuple(FlagRef(f.name, f.bug_class) for f in self.vector.flags),
+            self.head.description,
+            tuple(FlagRef(f.name, f.bug_class) for f in self.head.flags),
             known_failure,
         )
         self.user_properties.append((RESULT_KEY, json.dumps(result.as_dict(), sort_keys=True)))
 
     def runtest(self) -> None:
         info = self.backend.info
-        unmet = info.unmet(self.vector.requires | {f"profile:{self.profile.value}"})
+        try:
+            vector = self.vector
+        except LoadError as err:
+            self.fail_item("error", str(err))
+        unmet = info.unmet(vector.requires | {f"profile:{self.profile.value}"})
         if unmet:
             self.record("skipped", "; ".join(unmet))
             pytest.skip("unmet: " + "; ".join(unmet))
-        returned = self.call_backend()
-        bad = validate.problem(returned, self.vector)
+        returned = self.call_backend(vector)
+        bad = validate.problem(returned, vector)
         if bad is not None or not isinstance(returned, Observation):
             self.fail_item("error", f"backend {info.name} returned {bad}")
         try:
-            verdict = judge(self.vector, returned, info.observables)
+            verdict = judge(vector, returned, info.observables)
         except Exception as exc:  # the backend's answer was well-formed: this is ours
             self.fail_item("error", f"framework error: the verdict raised {type(exc).__name__}: {exc}", exc)
         if verdict.ignored:
@@ -565,14 +586,14 @@ class VectorItem(pytest.Item):
                 "call", "ignored observables", f"backend {info.name} cannot observe: " + "; ".join(verdict.ignored)
             )
         declared = self.config.stash[SELECTION].chosen.known.get(info.name)
-        failure = declared.find(self.vector.id, self.profile.value) if declared else None
+        failure = declared.find(self.head.id, self.profile.value) if declared else None
         if failure is not None:
             self.expected_failure(failure, verdict)
         self.record("passed" if verdict.passed else "failed", "\n".join(verdict.diffs), verdict.ignored)
         if not verdict.passed:
             raise VectorMismatch(verdict)
 
-    def call_backend(self) -> object:
+    def call_backend(self, vector: Vector) -> object:
         """run(), with a fault of any kind made this item's outcome. An
         isolated backend's limits are enforced by its proxy from outside the
         child; an in-process one gets the SIGALRM deadline."""
@@ -580,9 +601,9 @@ class VectorItem(pytest.Item):
         name = self.backend.info.name
         try:
             if name in selection.chosen.choice.isolated:
-                return self.backend.run(self.vector, self.profile)
+                return self.backend.run(vector, self.profile)
             with deadline(selection.timeout):
-                return self.backend.run(self.vector, self.profile)
+                return self.backend.run(vector, self.profile)
         except KeyboardInterrupt:
             raise  # ends the session as usual
         except BackendTimeout as exc:
@@ -622,8 +643,8 @@ class VectorItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None) -> str:
         where = os.path.relpath(self.path, self.config.rootpath)
         head = [
-            f"vector {self.vector.id} ({where}:{self.vector.line})",
-            f"  {self.vector.description}",
+            f"vector {self.head.id} ({where}:{self.head.line})",
+            f"  {self.head.description}",
             f"  backend {self.backend.info.name} {self.backend.info.version}, profile {self.profile.value}",
         ]
         if isinstance(excinfo.value, VectorMismatch):
@@ -645,6 +666,6 @@ class VectorItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int, str]:
         return (
             self.path,
-            max(self.vector.line - 1, 0),
-            f"{self.vector.id} [{self.backend.info.name}:{self.profile.value}]",
+            max(self.head.line - 1, 0),
+            f"{self.head.id} [{self.backend.info.name}:{self.profile.value}]",
         )

@@ -85,6 +85,8 @@ class MatrixReporter:
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown" and report.passed and report.nodeid in self.results:
+            return  # the teardown report repeats what the call report said
         for key, value in report.user_properties:
             if key == RESULT_KEY:
                 # the runner's own property: a Result as JSON text (or already decoded)

@@ -1,12 +1,17 @@
 """How many xdist workers `-n auto` starts for a suite run.
 
 A worker pays for itself only when the items' own time, shared out, saves
-more than the worker costs: its start-up (interpreter, plugins, backends,
-collection of every file) and, per item, the report it sends back to the
-controller (about a millisecond, as long as a model backend's item). So
-the runner records what the last run measured (item time, items, start-up)
-in pytest's cache and decides from that; with no record it leaves the
-choice to xdist (one worker per CPU).
+more than the workers cost: their start-up (interpreter, plugins, backends,
+collection) and, per item, what xdist spends to move its reports to the
+controller and report them there. That is about 0.6 ms of CPU per item for
+bare pytest's trivial items and 0.7 ms for ours (docs/benchmarks.md), as long
+as a model backend's item, and on two CPUs the controller competes with the
+workers for them; a millisecond per item matches what was measured. So the
+runner records what a run measured (item time, items, start-up) in pytest's
+cache and decides from that; with no record it leaves the choice to xdist
+(one worker per CPU). Only a run without workers refreshes a record: items
+that share the CPUs with other workers and a controller take longer, and a
+record taken from them would tip the next choice the other way.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 KEY = "conformance/timing"  # pytest cache key, per set of --backend options
-MESSAGE_SECONDS = 0.001  # the controller's cost of one item's reports under xdist
-PAYBACK = 2.0  # workers must save twice what they cost: the estimate is rough
+MESSAGE_SECONDS = 0.001  # xdist's cost of one item (its reports, worker to controller), shared by the CPUs
+MARGIN = 0.1  # workers must save a tenth of the serial time: the estimate is rough
 DEFAULT_STARTUP_SECONDS = 2.0  # before any serial run has measured it
 
 
@@ -32,9 +37,9 @@ class Timing:
         """0 (run in-process) or `cpus`."""
         if cpus < 2:
             return 0
-        saved = self.item_seconds * (1 - 1 / cpus)
-        cost = self.startup_seconds + self.items * MESSAGE_SECONDS
-        return cpus if saved > PAYBACK * cost else 0
+        serial = self.startup_seconds + self.item_seconds
+        parallel = 2 * self.startup_seconds + (self.item_seconds + self.items * MESSAGE_SECONDS) / cpus
+        return cpus if serial - parallel > MARGIN * serial else 0
 
 
 def key(backends: list[str]) -> str:

@@ -76,3 +76,44 @@ def test_no_directory_means_no_cache(project: Path, monkeypatch: pytest.MonkeyPa
     forbid_loading(monkeypatch)
     with pytest.raises(AssertionError, match="cache miss"):
         cache.load_cached(project, None)
+
+
+def test_collection_reads_heads_and_a_vector_loads_its_file_once(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = cache.Writes()
+    fresh = cache.load_lazily(project, tmp_path / "c", writes)
+    whole = load.load_file(project)
+    assert fresh.heads.heads == tuple(cache.VectorHead.of(v) for v in whole.vectors)
+    assert not (tmp_path / "c").exists()  # nothing written before the flush
+    writes.flush()
+    writes.wait()
+    assert sorted(p.suffix for p in (tmp_path / "c").iterdir()) == [".heads", ".pickle"]
+
+    read: list[str] = []
+    real_read = cache._read
+    monkeypatch.setattr(cache, "_read", lambda entry: read.append(entry.suffix) or real_read(entry))
+    forbid_loading(monkeypatch)
+    warm = cache.load_lazily(project, tmp_path / "c")
+    assert warm.heads == fresh.heads and read == [".heads"]  # collecting reads no vector
+    ids = [h.id for h in warm.heads.heads]
+    assert [warm.vector(i) for i in ids] == list(whole.vectors) and read == [".heads", ".pickle"]
+
+
+def test_a_vector_whose_file_changed_after_collection_is_an_error(project: Path, tmp_path: Path) -> None:
+    cache.load_lazily(project, tmp_path / "c")
+    heads = cache.load_lazily(project, tmp_path / "c")
+    first = heads.heads.heads[0]
+    for entry in (tmp_path / "c").glob("*.pickle"):
+        entry.unlink()  # the vectors' entry is gone: the file is read again, and no longer holds the vector
+    project.write_text(project.read_text().replace(f'id = "{first.id.split("::")[-1]}"', 'id = "renamed"', 1))
+    with pytest.raises(load.LoadError, match="no longer in the file: it changed after collection"):
+        heads.vector(first.id)
+
+
+def test_writes_without_a_fork_are_written_at_once(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(cache.os, "fork")
+    writes = cache.Writes()
+    cache.load_lazily(project, tmp_path / "c", writes)
+    writes.flush()
+    assert writes.child is None and len(list((tmp_path / "c").iterdir())) == 2

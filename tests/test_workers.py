@@ -19,6 +19,12 @@ def test_model_backends_run_in_process_and_slow_items_get_workers() -> None:
     assert slow.workers(2) == 2 and slow.workers(1) == 0
 
 
+def test_the_suite_at_1x_and_10x_as_measured() -> None:
+    # serial reference runs on 2 CPUs (docs/benchmarks.md): 1x was no faster with workers, 10x was
+    assert Timing(item_seconds=2.6, items=1729, startup_seconds=0.45).workers(2) == 0
+    assert Timing(item_seconds=27.5, items=17290, startup_seconds=0.9).workers(2) == 2
+
+
 def test_one_record_per_backend_choice(tmp_path: Path) -> None:
     assert key(["rust", "reference", "rust"]) == "conformance/timing/reference+rust"
     assert cache_file(tmp_path, ".cache", []) == tmp_path / ".cache" / "v" / "conformance" / "timing" / "every-backend"
@@ -39,3 +45,13 @@ def test_a_run_records_its_timing_and_the_next_auto_run_uses_it(tmp_path: Path) 
     assert record["items"] > 0 and record["item_seconds"] > 0
     second = _run(cache, "-n", "auto")  # a few milliseconds of items: not worth a worker
     assert "workers" not in second and " passed" in second
+
+
+def test_a_run_with_workers_leaves_the_record_of_a_run_without(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _run(cache, "-p", "no:xdist")
+    path = cache / "v" / "conformance" / "timing" / "reference"
+    serial = path.read_text()
+    assert json.loads(serial)["items"] > 0
+    assert re.search(r"created: 2/2 workers", _run(cache, "-n", "2"))
+    assert path.read_text() == serial
