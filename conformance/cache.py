@@ -33,6 +33,7 @@ def loader_fingerprint() -> bytes:
     digest = hashlib.sha256(sys.version.encode())
     for module in LOADER_MODULES:
         digest.update(Path(module.__file__ or "").read_bytes())
+    digest.update(Path(__file__).read_bytes())  # the shape of what is cached here (heads)
     return digest.digest()
 
 
@@ -68,13 +69,16 @@ class VectorHead:
     id: str
     description: str
     profiles: frozenset[model.Profile]
+    requires: frozenset[str]  # so that an item its backend cannot run is skipped without reading the vector
     flags: tuple[model.Flag, ...]
     path: str
     line: int
 
     @classmethod
     def of(cls, vector: model.Vector) -> VectorHead:
-        return cls(vector.id, vector.description, vector.profiles, vector.flags, vector.path, vector.line)
+        return cls(
+            vector.id, vector.description, vector.profiles, vector.requires, vector.flags, vector.path, vector.line
+        )
 
 
 @dataclass(frozen=True)

@@ -313,14 +313,18 @@ class ClockPlugin:
         backends = self.config.getoption("backend")
         path = workers.cache_file(self.config.rootpath, str(self.config.getini("cache_dir")), backends)
         earlier = workers.read(path)
-        if earlier is not None and self.config.pluginmanager.has_plugin("dsession"):
+        spread = (
+            len(getattr(self.config.option, "tx", None) or ())
+            if self.config.pluginmanager.has_plugin("dsession")
+            else 0
+        )
+        if spread and earlier is not None:
             return  # items timed beside other workers: only a run without workers refreshes a record
         startup = self.clock.startup_seconds  # None under xdist: the controller collects nothing
         if startup is None:
             startup = earlier.startup_seconds if earlier else workers.DEFAULT_STARTUP_SECONDS
-        cache.set(
-            workers.key(backends), workers.record(workers.Timing(self.clock.item_seconds, self.clock.items, startup))
-        )
+        item_seconds = self.clock.item_seconds * workers.share(spread, os.cpu_count() or 1)
+        cache.set(workers.key(backends), workers.record(workers.Timing(item_seconds, self.clock.items, startup)))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -565,14 +569,14 @@ class VectorItem(pytest.Item):
 
     def runtest(self) -> None:
         info = self.backend.info
+        unmet = info.unmet(self.head.requires | {f"profile:{self.profile.value}"})
+        if unmet:
+            self.record("skipped", "; ".join(unmet))
+            pytest.skip("unmet: " + "; ".join(unmet))
         try:
             vector = self.vector
         except LoadError as err:
             self.fail_item("error", str(err))
-        unmet = info.unmet(vector.requires | {f"profile:{self.profile.value}"})
-        if unmet:
-            self.record("skipped", "; ".join(unmet))
-            pytest.skip("unmet: " + "; ".join(unmet))
         returned = self.call_backend(vector)
         bad = validate.problem(returned, vector)
         if bad is not None or not isinstance(returned, Observation):

@@ -42,6 +42,12 @@ class Timing:
         return cpus if serial - parallel > MARGIN * serial else 0
 
 
+def share(workers: int, cpus: int) -> float:
+    """The part of a CPU each of WORKERS processes (and the controller) had on CPUS: their items' wall
+    times, times this, estimate what the items take alone (1 with no workers, or CPUs to spare)."""
+    return min(1.0, cpus / (workers + 1)) if workers else 1.0
+
+
 def key(backends: list[str]) -> str:
     """Runs of other backends take other times: one record per --backend choice."""
     return f"{KEY}/{'+'.join(sorted(set(backends))) or 'every-backend'}"

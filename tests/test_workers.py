@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conformance.workers import Timing, cache_file, key
+from conformance.workers import Timing, cache_file, key, share
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,3 +55,9 @@ def test_a_run_with_workers_leaves_the_record_of_a_run_without(tmp_path: Path) -
     assert json.loads(serial)["items"] > 0
     assert re.search(r"created: 2/2 workers", _run(cache, "-n", "2"))
     assert path.read_text() == serial
+
+
+def test_items_timed_beside_workers_are_scaled_to_their_share_of_the_cpus() -> None:
+    assert share(0, 2) == 1.0  # in-process
+    assert share(2, 2) == 2 / 3  # two workers and the controller on two CPUs
+    assert share(2, 8) == 1.0  # CPUs to spare
