@@ -266,7 +266,7 @@ def collected_items(items: list[pytest.Item]) -> known.CollectedItems:
     )
 
 
-STARTED = time.monotonic()  # the plugin loads with pytest's entry points, early in the process
+STARTED = time.monotonic()  # the plugin loads with pytest's entry points, early in the process (see workers.age)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (a worker per CPU)
@@ -297,7 +297,7 @@ class ClockPlugin:
 
     @pytest.hookimpl
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.clock.startup_seconds = time.monotonic() - STARTED
+        self.clock.startup_seconds = workers.age(time.monotonic() - STARTED)
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

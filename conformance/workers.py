@@ -25,6 +25,7 @@ KEY = "conformance/timing"  # pytest cache key, per set of --backend options
 MESSAGE_SECONDS = 0.001  # xdist's cost of one item (its reports, worker to controller), shared by the CPUs
 MARGIN = 0.1  # workers must save a tenth of the serial time: the estimate is rough
 DEFAULT_STARTUP_SECONDS = 2.0  # before any serial run has measured it
+UNSEEN_STARTUP_SECONDS = 0.5  # interpreter and pytest before the plugin is imported, where /proc cannot say
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,21 @@ class Timing:
         serial = self.startup_seconds + self.item_seconds
         parallel = 2 * self.startup_seconds + (self.item_seconds + self.items * MESSAGE_SECONDS) / cpus
         return cpus if serial - parallel > MARGIN * serial else 0
+
+
+def age(since_plugin: float) -> float:
+    """This process's age: what a worker's start-up costs (interpreter, pytest, plugins, collection).
+
+    From the kernel's start time of the process where /proc has it; else the
+    time since the plugin was imported, which misses the interpreter's and
+    pytest's own start (about half a second here), plus that half second.
+    """
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as up:
+            started = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks
+            return float(up.read().split()[0]) - started / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return since_plugin + UNSEEN_STARTUP_SECONDS
 
 
 def share(workers: int, cpus: int) -> float:

@@ -1,11 +1,13 @@
-"""bench/runner_overhead.py's helpers on toy cases (the benchmark itself is not run here)."""
+"""bench/runner_overhead.py's helpers on toy cases, and bench/xdist_tax.py on a tiny one (the benchmarks themselves are not run here)."""
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +172,16 @@ def test_the_work_floor_runs_every_item_the_suite_runs(bench: ModuleType, tmp_pa
     floor = bench.command("work", [["test_work.py"], bench.NO_PLUGIN, bench.SERIAL], work, cases, tmp_path)
     (_, suite_out), (_, floor_out) = bench.run(suite, env), bench.run(floor, env)
     assert cases > 0 and f"{cases} passed" in suite_out and f"{cases} passed" in floor_out
+
+
+def test_the_xdist_tax_bench_measures_and_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "tax.json"
+    argv = [sys.executable, str(REPO / "bench" / "xdist_tax.py"), "--items", "40", "--repeat", "1",
+            "--item-ms", "1.5", "--output", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["serial_cpu_ms_per_item"]["median"] > 0 and "ceiling for 1.500 ms items" in done.stdout
+    cpus = os.cpu_count() or 1
+    assert figures["ceiling"] == cpus * 1.5 / (1.5 + figures["tax_ms_per_item"]["median"])

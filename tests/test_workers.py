@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conformance import workers
 from conformance.workers import Timing, cache_file, key, share
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,3 +62,11 @@ def test_items_timed_beside_workers_are_scaled_to_their_share_of_the_cpus() -> N
     assert share(0, 2) == 1.0  # in-process
     assert share(2, 2) == 2 / 3  # two workers and the controller on two CPUs
     assert share(2, 8) == 1.0  # CPUs to spare
+
+
+def test_start_up_counts_from_the_process_start(monkeypatch) -> None:
+    assert 0 < workers.age(0.0) < 3600  # this process's age, interpreter start included
+    def no_proc(*args, **kwargs):
+        raise OSError("no /proc")
+    monkeypatch.setattr("builtins.open", no_proc)
+    assert workers.age(0.2) == 0.2 + workers.UNSEEN_STARTUP_SECONDS
