@@ -292,6 +292,32 @@ def run_pytest(env: dict[str, str], scratch: Path, args: list[str]) -> dict[str,
             "clock": split}
 
 
+BARE_TEST = """import pytest
+
+
+@pytest.mark.parametrize("i", range({n}))
+def test_trivial(i):
+    pass
+"""
+
+
+def run_bare(env: dict[str, str], where: Path, items: int) -> dict[str, Any]:
+    """Bare pytest (no conformance plugin) on ITEMS empty parametrised tests: a session that collects and
+    reports as many items as the kernel run, with nothing to run. Its wall time bounds the whole process's
+    rate from above, whatever the backend and the runner cost: ran / this."""
+    where.mkdir(exist_ok=True)
+    (where / "pytest.ini").write_text("[pytest]\n")
+    (where / "test_bare.py").write_text(BARE_TEST.format(n=items))
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:conformance", "-p", "no:xdist", "-p",
+            "no:hypothesispytest", "-p", "no:cacheprovider", "test_bare.py"]
+    t = time.perf_counter()
+    proc = subprocess.run(argv, cwd=where, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(f"bare pytest exited {proc.returncode}:\n{proc.stdout[-2000:]}")
+    return {"wall": wall, "items": items}
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
@@ -302,7 +328,9 @@ def fmt(s: dict[str, float], digits: int = 0) -> str:
 
 def compare(before: Path, after: Path) -> int:
     def items(path: Path) -> dict[str, tuple[Any, ...]]:
-        return {r["nodeid"]: (r["outcome"], r["detail"], tuple(r.get("ignored", ()))) for r in json.loads(path.read_text())}
+        data = json.loads(path.read_text())
+        rows = data["results"] if isinstance(data, dict) else data  # results format 1, or the list before it
+        return {r["nodeid"]: (r["outcome"], r["detail"], tuple(r.get("ignored", ()))) for r in rows}
 
     a, b = items(before), items(after)
     diffs = [(n, a.get(n), b.get(n)) for n in sorted(a.keys() | b.keys()) if a.get(n) != b.get(n)]
@@ -342,10 +370,12 @@ def main() -> int:
         serial = ["-p", "no:xdist"]
         floor_args = [*serial, "-p", "kernel_throughput_floor", "-p", "kernel_throughput_clock"]
         for name in arms:  # warm-up, not counted: the vector cache and bytecode
-            run_pytest(envs[name], scratch, serial)
+            warm = run_pytest(envs[name], scratch, serial)
         run_pytest(floor_env, scratch, floor_args)
+        collected = sum(warm["counts"].values())
+        run_bare(envs["new"], scratch / "bare", collected)
         data: dict[str, dict[str, list[Any]]] = {n: {"inproc": [], "serial": [], "xdist": []} for n in arms}
-        data["floor"] = {"serial": []}
+        data["floor"] = {"serial": [], "bare": []}
         for r in range(args.rounds):
             for name in arms:
                 data[name]["inproc"].append(run_inproc(envs[name], args.passes))
@@ -353,6 +383,7 @@ def main() -> int:
                 if args.xdist:
                     data[name]["xdist"].append(run_pytest(envs[name], scratch, ["-n", "auto"]))
             data["floor"]["serial"].append(run_pytest(floor_env, scratch, floor_args))
+            data["floor"]["bare"].append(run_bare(envs["new"], scratch / "bare", collected))
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(
                 f"{n} {data[n]['inproc'][-1]['rates'][-1]:.0f}/s in-process, {data[n]['serial'][-1]['rate']:.1f}/s "
                 "serial" for n in arms) + f", floor {data['floor']['serial'][-1]['rate']:.1f}/s", flush=True)
@@ -383,7 +414,11 @@ def main() -> int:
     summary["floor"] = {"serial vectors/s": spread([run["rate"] for run in floor_runs]),
                         "serial wall s": spread([run["wall"] for run in floor_runs]),
                         "serial CPU s": spread([run["cpu"] for run in floor_runs]),
-                        "split s": {k: spread([run["clock"][k] for run in floor_runs]) for k in floor_runs[0]["clock"]}}
+                        "split s": {k: spread([run["clock"][k] for run in floor_runs]) for k in floor_runs[0]["clock"]},
+                        "bare pytest wall s": spread([run["wall"] for run in data["floor"]["bare"]]),
+                        "bare pytest items": collected,
+                        "ran": floor_runs[0]["ran"],
+                        "bound vectors/s": spread([floor_runs[0]["ran"] / run["wall"] for run in data["floor"]["bare"]])}
 
     print(f"\nbaseline {baseline[:12]} (A) against the working tree (B), {args.rounds} paired rounds; min / median / max")
     print(f"observer: {data['new']['inproc'][0]['observer']}; vectors run in-process: {summary['new']['vectors']}")
@@ -400,6 +435,8 @@ def main() -> int:
     print(f"{'floor (no KVM) serial /s':28s} {fmt(floor['serial vectors/s'], 1):>26s}  "
           f"wall {fmt(floor['serial wall s'], 2)} s, CPU {fmt(floor['serial CPU s'], 2)} s")
     print("  the floor's session, s: " + "; ".join(f"{k} {fmt(v, 2)}" for k, v in floor["split s"].items()))
+    print(f"bare pytest, {floor['bare pytest items']:,} empty items: wall {fmt(floor['bare pytest wall s'], 2)} s; "
+          f"so at most {fmt(floor['bound vectors/s'], 1)} vectors/s for the {floor['ran']} that run")
     print(f"\nper-phase ms per vector (phase pass){'':4s} {'A: base':>20s} {'B: new':>20s}")
     for k in summary["base"]["phases ms/vector"]:
         print(f"  {k:36s} {fmt(summary['base']['phases ms/vector'][k], 3):>20s} "

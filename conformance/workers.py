@@ -4,9 +4,9 @@ A worker pays for itself only when the items' own time, shared out, saves
 more than the workers cost: their start-up (interpreter, plugins, backends,
 collection) and, per item, what xdist spends to move its reports to the
 controller and report them there. That is about 0.6 ms of CPU per item for
-bare pytest's trivial items and 0.7 ms for ours (docs/benchmarks.md), as long
+bare pytest's trivial items and 0.7 ms for ours (bench/xdist_tax.py), as long
 as a model backend's item, and on two CPUs the controller competes with the
-workers for them; a millisecond per item matches what was measured. So the
+workers for them; the constants below are fitted to what was measured. So the
 runner records what a run measured (item time, items, start-up) in pytest's
 cache and decides from that; with no record it leaves the choice to xdist
 (one worker per CPU). Only a run without workers refreshes a record: items
@@ -22,8 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 KEY = "conformance/timing"  # pytest cache key, per set of --backend options
-MESSAGE_SECONDS = 0.001  # xdist's cost of one item (its reports, worker to controller), shared by the CPUs
-MARGIN = 0.1  # workers must save a tenth of the serial time: the estimate is rough
+# Fitted to the suite at 1x and 10x on 2 CPUs (docs/benchmarks.md): a run with workers took
+# start-up + XDIST_SECONDS + (items' time + items x MESSAGE_SECONDS) / CPUs.
+MESSAGE_SECONDS = 0.0012  # xdist's cost of one item (its reports, worker to controller), shared by the CPUs
+XDIST_SECONDS = 0.85  # starting the workers and gathering their collections, beyond one process's start-up
+MARGIN = 0.05  # workers must save a twentieth of the serial time: the estimate is rough
 DEFAULT_STARTUP_SECONDS = 2.0  # before any serial run has measured it
 UNSEEN_STARTUP_SECONDS = 0.5  # interpreter and pytest before the plugin is imported, where /proc cannot say
 
@@ -39,7 +42,7 @@ class Timing:
         if cpus < 2:
             return 0
         serial = self.startup_seconds + self.item_seconds
-        parallel = 2 * self.startup_seconds + (self.item_seconds + self.items * MESSAGE_SECONDS) / cpus
+        parallel = self.startup_seconds + XDIST_SECONDS + (self.item_seconds + self.items * MESSAGE_SECONDS) / cpus
         return cpus if serial - parallel > MARGIN * serial else 0
 
 
