@@ -37,7 +37,7 @@ from .errors import RuleViolation
 from .model import Profile
 from .reading import Document, read_document
 from .results import Result
-from .schema import Array, Field, Int, MapOf, Str, Table
+from .schema import Array, Field, Int, MapOf, Published, Str, Table
 
 FORMAT = 1
 # A declared failure that passed is recorded as failed with this detail (and
@@ -77,6 +77,10 @@ FILE = Table(
         Field("bug", MapOf(BUG_ID, BUG), False, "bugs the entries cite"),
         Field("expected_failure", Array(ENTRY), False, "the known failures"),
     ),
+)
+
+DOCUMENT = Published(
+    "kvm-mmu-conformance expectations file", FILE, kind="expectations-file", format=FORMAT, docs="docs/backends.md"
 )
 
 

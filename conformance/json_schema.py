@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import schema
+from . import expectations, schema
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -24,6 +24,7 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 PUBLISHED = {
     "vector-file.schema.json": schema.FILE_DOCUMENT,
     "flag-registry.schema.json": schema.REGISTRY_DOCUMENT,
+    "expectations.schema.json": expectations.DOCUMENT,
 }
 ONE_LINE = r"^[^\n]*\S[^\n]*$"
 
@@ -137,13 +138,12 @@ def generate(document: schema.Published) -> dict[str, Any]:
     """One published document as a JSON Schema object."""
     writer = _Writer(document.parts)
     root = writer._object(document.root.fields, document.root.doc)
-    kind = "vector-file" if document is schema.FILE_DOCUMENT else "flag-registry"
     return {
         "$schema": DRAFT,
-        "$id": f"urn:kvm-mmu-conformance:{kind}:format-{schema.FORMAT}",
+        "$id": f"urn:kvm-mmu-conformance:{document.kind}:format-{document.format}",
         "title": document.title,
-        "description": f"Format {schema.FORMAT}, generated from conformance/schema.py; docs/vectors.md describes "
-        f"every key and the rules that relate keys to each other.",
+        "description": f"Format {document.format}, generated from conformance/schema.py; {document.docs} "
+        f"describes every key and the rules that relate keys to each other.",
         **root,
         "definitions": {_ref(name): value for name, value in sorted(writer.definitions.items())},
     }

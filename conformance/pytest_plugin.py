@@ -331,10 +331,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     selection = config.stash[SELECTION]
     if not selection.wanted_by(config):
         return ["conformance backends: not loaded (this run names no vector suite)"]
-    files = runmeta.suite_files(selection.suites)
+    digest, count = runmeta.identity(tuple(selection.suites))
     lines = [
-        f"conformance suite: kvm-mmu-conformance {__version__}, format {schema.FORMAT}, "
-        f"{runmeta.suite_hash(files)[:19]} ({len(files)} files)",
+        f"conformance suite: kvm-mmu-conformance {__version__}, format {schema.FORMAT}, {digest[:19]} ({count} files)",
         "conformance backends: "
         + (", ".join(f"{b.info.name} {b.info.version}" for b in selection.chosen.get()) or "none"),
         "conformance profiles: " + ", ".join(p.value for p in selection.profiles),

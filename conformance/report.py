@@ -144,7 +144,7 @@ class MatrixReporter:
         backends = selected() if selected is not None and self.results else ()
         root = Path(str(self.config.rootpath))
         run = runmeta.this_run(
-            [(root / s).resolve() for s in self.config.getini("conformance_suites")],
+            tuple((root / s).resolve() for s in self.config.getini("conformance_suites")),
             backends,
             self.started,
             self.config.invocation_params.args,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import platform
 import sys
@@ -40,6 +41,15 @@ def suite_hash(files: Sequence[tuple[str, Path]]) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
+@functools.lru_cache(maxsize=4)
+def identity(suites: tuple[Path, ...]) -> tuple[str, int]:
+    """The suite's hash and file count, read once per process: the run's
+    header names what the results file records, even if a file changes
+    while the items run."""
+    files = suite_files(suites)
+    return suite_hash(files), len(files)
+
+
 def backend_record(info: BackendInfo) -> BackendRecord:
     return BackendRecord(info.name, info.version, dict(info.details), dict(info.where), info.unavailable or "")
 
@@ -52,11 +62,11 @@ def this_run(
     cwd: Path,
     exit_status: int | None,
 ) -> Run:
-    files = suite_files(suites)
+    digest, count = identity(tuple(suites))
     return Run(
         framework_version=__version__,
-        suite_hash=suite_hash(files),
-        suite_files=len(files),
+        suite_hash=digest,
+        suite_files=count,
         suite_format=schema.FORMAT,
         backends=tuple(backend_record(b) for b in sorted(backends, key=lambda b: b.name)),
         host=platform.node(),

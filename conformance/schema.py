@@ -633,7 +633,10 @@ class Published:
     title: str
     root: Table
     parts: dict[str, Type] = field(default_factory=dict)  # where SUITE_FILE says Anything: the real shape
+    kind: str = "vector-file"  # the $id's name
+    format: int = FORMAT  # the $id's version
+    docs: str = "docs/vectors.md"  # where every key is described
 
 
 FILE_DOCUMENT = Published("kvm-mmu-conformance vector file", SUITE_FILE, {"vector": VECTOR, "table": DECISION_TABLE})
-REGISTRY_DOCUMENT = Published("kvm-mmu-conformance flag registry (flags.toml)", REGISTRY)
+REGISTRY_DOCUMENT = Published("kvm-mmu-conformance flag registry (flags.toml)", REGISTRY, kind="flag-registry")

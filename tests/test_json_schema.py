@@ -96,3 +96,15 @@ def test_cli_prints_and_checks_the_schema() -> None:
     check = subprocess.run([sys.executable, "-m", "conformance", "schema", "--check"], capture_output=True, text=True,
                            timeout=60, cwd=ROOT)
     assert check.returncode == 0, check.stdout
+
+
+def test_expectations_files_validate_and_their_schema_refuses_a_bad_entry() -> None:
+    document = json.loads((json_schema.SCHEMA_DIR / "expectations.schema.json").read_text())
+    validator = jsonschema.Draft7Validator(document)
+    shipped = ROOT / "plugins" / "tdx_v10_posted" / "conformance_tdx_v10_posted" / "expected-failures.toml"
+    data = read_document(shipped).data
+    assert list(validator.iter_errors(data)) == []
+    entry = dict(data["expected_failure"][0])
+    del entry["reason"]
+    assert [e.validator for e in validator.iter_errors({"expected_failure": [entry]})] == ["required"]
+    assert document["$id"] == "urn:kvm-mmu-conformance:expectations-file:format-1"

@@ -91,7 +91,9 @@ def test_the_suite_hash_follows_the_suite_files(tmp_path: Path) -> None:
         report = tmp_path / "out.json"
         out = run_pytest(tmp_path, env, "suites", "--backend", "reference", "--conformance-json", str(report))
         assert out.returncode == 0, out.stdout
-        return json.loads(report.read_text())["runs"][0]["suite"]["hash"]
+        digest = json.loads(report.read_text())["runs"][0]["suite"]["hash"]
+        assert f"{digest[:19]} (2 files)" in out.stdout  # the header names what the results file records
+        return str(digest)
 
     first = suite_hash()
     assert suite_hash() == first
