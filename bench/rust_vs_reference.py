@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Callable
 
 from conformance import validate
+from conformance.build import share_initial_leaves
 from conformance.model import (
     Kind,
     Level,
@@ -213,10 +214,12 @@ def one_step(name: str, state: State, op: Operation) -> Vector:
                   (Step(op, Observables()),))
 
 
-def copied(observed: Observables) -> Observables:
-    """An expectation equal to `observed`, its mappings distinct objects (as the loader makes them)."""
+def expected(step: Step, observed: Observables, initial: frozenset[Mapping]) -> Step:
+    """STEP expecting `observed`, as the loader builds it: its mappings distinct objects read from the
+    file, then every leaf that is also an initial one spelt by the state's own object (build.py)."""
     mappings = frozenset(dataclasses.replace(m) for m in observed.mappings) if observed.mappings else frozenset()
-    return dataclasses.replace(observed, mappings=mappings)
+    return share_initial_leaves(dataclasses.replace(step, expect=dataclasses.replace(observed, mappings=mappings)),
+                                initial)
 
 
 def run_cases(mappings: int, seed: int) -> list[tuple[str, str, Vector]]:
@@ -247,9 +250,9 @@ def through_run(mappings: int, rounds: int, seed: int) -> list[dict]:
     profile, observables = Profile.MAINLINE, frozenset(Observable)
     reference, rust = ReferenceBackend(), RustBackend()
     cases = run_cases(mappings, seed)
-    # The expectation: the reference's own observation, with distinct objects.
-    cases = [(key, label, dataclasses.replace(v, steps=(dataclasses.replace(
-        v.steps[0], expect=copied(reference.run(v, profile).steps[0])),)))
+    # The expectation: the reference's own observation, as the loader would build it.
+    cases = [(key, label, dataclasses.replace(v, steps=(expected(
+        v.steps[0], reference.run(v, profile).steps[0], v.state.mappings),)))
         for key, label, v in cases]
     gc.collect()
     gc.freeze()  # as the runner does once the vectors are loaded

@@ -11,7 +11,9 @@ from .model import Decision, Mapping, Observable, Observables, Observation, Vect
 
 
 def _frozenset_of(kind: type) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, frozenset) and all(isinstance(v, kind) for v in value)
+    # by the members' distinct types: `map(type, ...)` runs in C, so a million leaves cost
+    # milliseconds, not a Python call each
+    return lambda value: isinstance(value, frozenset) and all(issubclass(t, kind) for t in set(map(type, value)))
 
 
 def _withheld(value: Any) -> bool:

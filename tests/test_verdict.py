@@ -76,3 +76,18 @@ def test_wrong_number_of_steps_fails() -> None:
     verdict = judge(VECTOR, Observation(steps=()), EVERYTHING)
     assert not verdict.passed
     assert verdict.diffs == ("backend returned 0 step observations for 1 steps",)
+
+
+def test_expected_leaves_that_stay_are_the_initial_states_own_objects() -> None:
+    """So a backend that returns the state's objects is judged by identity (build.share_initial_leaves)."""
+    from conformance.load import load_all
+
+    shared = 0
+    for vector in load_all([REPO / "suites"]).vectors:
+        initial = {leaf: leaf for leaf in vector.state.mappings}
+        for step in vector.steps:
+            for leaf in step.expect.mappings or ():
+                if leaf in initial:
+                    assert leaf is initial[leaf], f"{vector.id}: {leaf.describe()} is a copy"
+                    shared += 1
+    assert shared > 1000  # most steps keep some of the initial leaves
