@@ -59,6 +59,12 @@ def load_cached(path: Path, directory: Path | None) -> load.SuiteFile:
     return suite
 
 
+def _read_or_load(path: Path, entry: Path | None) -> load.SuiteFile:
+    """The file's load from its cache entry if that holds one, else from the file (nothing written)."""
+    cached = _read(entry) if entry is not None else None
+    return cached if isinstance(cached, load.SuiteFile) else load.load_file(path)
+
+
 @dataclass(frozen=True)
 class VectorHead:
     """What collecting a vector's items needs of it: the rest (state and
@@ -96,8 +102,8 @@ class LazySuite:
 
     def vector(self, ident: str) -> model.Vector:
         if self._vectors is None:
-            with _gc_paused():
-                self._vectors = {v.id: v for v in self._load().vectors}
+            with gc_paused():
+                self._vectors = {v.id: v for v in _read_or_load(self.path, self.entry).vectors}
                 # They live as long as the session: out of the GC's generations, as
                 # collected vectors are, so no later collection walks them again.
                 gc.freeze()
@@ -107,10 +113,6 @@ class LazySuite:
             raise load.LoadError(
                 str(self.path), 0, "vector", f"vector {ident!r} is no longer in the file: it changed after collection"
             ) from None
-
-    def _load(self) -> load.SuiteFile:
-        cached = _read(self.entry) if self.entry is not None else None
-        return cached if isinstance(cached, load.SuiteFile) else load.load_file(self.path)
 
 
 class Writes:
@@ -168,11 +170,7 @@ def load_lazily(path: Path, directory: Path | None, writes: Writes | None = None
     cached = _read(heads_entry) if heads_entry is not None else None
     if isinstance(cached, Heads):
         return LazySuite(path, entry, cached)
-    if entry is not None:
-        full = _read(entry)
-        suite = full if isinstance(full, load.SuiteFile) else load.load_file(path)
-    else:
-        suite = load.load_file(path)
+    suite = _read_or_load(path, entry)
     heads = Heads(tuple(VectorHead.of(v) for v in suite.vectors), suite.errors)
     if entry is not None and heads_entry is not None:
         entries: tuple[tuple[Path, load.SuiteFile | Heads], ...] = ((entry, suite), (heads_entry, heads))
@@ -192,7 +190,7 @@ def _entry(path: Path, directory: Path | None) -> Path | None:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Unpickling builds many objects at once; the cyclic GC, walking the
     growing heap while it does, would cost ten times the unpickling itself."""
     was_enabled = gc.isenabled()
@@ -207,7 +205,7 @@ def _gc_paused() -> Iterator[None]:
 def _read(entry: Path) -> object:
     """A cache entry's object, or None when absent, unreadable or from an older model."""
     try:
-        with _gc_paused():
+        with gc_paused():
             return pickle.loads(entry.read_bytes())
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError):
         return None

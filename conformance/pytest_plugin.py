@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 import pytest
 
 from . import __version__, backend_options, flagselect, known, runmeta, schema, select, validate, workers
-from .cache import LazySuite, VectorHead, Writes, load_lazily
+from .cache import LazySuite, VectorHead, Writes, gc_paused, load_lazily
 from .contract import Backend, KnownFailure
 from .errors import LoadError
 from .expectations import DECLARED_BUT_PASSED, Expectation
@@ -375,15 +375,13 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
     # cyclic garbage worth finding, so the GC waits until it ends; the
     # vectors then leave the GC's generations for good, which also spares
     # the full collections pytest runs at teardown.
-    was_enabled = gc.isenabled()
-    gc.disable()
     try:
-        return (yield)
+        with gc_paused():
+            result = yield
+            if any(isinstance(item, VectorItem) for item in session.items):
+                gc.freeze()
+        return result
     finally:
-        if any(isinstance(item, VectorItem) for item in session.items):
-            gc.freeze()
-        if was_enabled:
-            gc.enable()
         session.config.stash.setdefault(CACHE_WRITES, Writes()).flush()  # what this run loaded afresh
 
 
